@@ -1,0 +1,47 @@
+"""The /api/v1 JSON API, the webhook intake and health, all documented in OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Blueprint
+
+from app.auth import authenticate
+from app.extensions import api
+
+API_PREFIX = "/api/v1"
+
+
+def protected_blueprint(name: str, import_name: str, description: str, **kwargs: Any) -> Blueprint:
+    """A blueprint under /api/v1 whose every view needs a signed-in user or API token."""
+    bp = Blueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
+    bp.before_request(lambda: None if authenticate() else None)
+    return bp
+
+
+def register_api(app: Flask) -> None:
+    from app import demo
+    from app.api import (
+        auth,
+        connections,
+        connectors,
+        flows,
+        health,
+        hooks,
+        mappings,
+        runs,
+        schemas,
+        systems,
+    )
+
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "flask users token"}
+    )
+    api.spec.options["security"] = [{"bearerAuth": []}]
+    for module in (auth, flows, connections, connectors, runs, mappings, schemas, systems):
+        api.register_blueprint(module.bp)
+    api.register_blueprint(hooks.bp)
+    api.register_blueprint(health.bp)
+    api.register_blueprint(demo.bp)

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+from app.api import protected_blueprint
+from app.auth import current_actor
+from app.models import Flow, VersionStatus
+from app.schemas.common import ProblemSchema
+from app.schemas.flows import (
+    DecisionSchema,
+    DraftSavedSchema,
+    DraftSaveSchema,
+    FlowCreateSchema,
+    FlowListSchema,
+    FlowQuerySchema,
+    FlowSchema,
+    FlowVersionSchema,
+)
+from app.services import flows as service
+
+bp = protected_blueprint("flows", __name__, "Flows, drafts and the review gate")
+
+
+def _flow_view(flow: Flow) -> dict[str, Any]:
+    live = service.version_with_status(flow, VersionStatus.LIVE)
+    draft = service.version_with_status(flow, VersionStatus.DRAFT)
+    return {
+        "id": flow.id,
+        "name": flow.name,
+        "slug": flow.slug,
+        "description": flow.description,
+        "owner": flow.owner,
+        "live_version": live.number if live else None,
+        "draft_version": draft.number if draft else None,
+        "draft_revision": draft.revision if draft else None,
+        "webhook_path": f"/hooks/{flow.slug}" if live else None,
+        "versions": flow.versions,
+        "created_at": flow.created_at,
+    }
+
+
+@bp.get("/flows")
+@bp.arguments(FlowQuerySchema, location="query")
+@bp.response(200, FlowListSchema)
+def list_flows(args: dict[str, Any]) -> dict[str, Any]:
+    """List flows (search by name with ``q``)."""
+    items = [_flow_view(f) for f in service.list_flows(args.get("q"))]
+    return {"items": items, "total": len(items)}
+
+
+@bp.post("/flows")
+@bp.arguments(FlowCreateSchema)
+@bp.response(201, FlowSchema)
+def create_flow(data: dict[str, Any]) -> dict[str, Any]:
+    """Create a flow; its accountable owner defaults to the caller."""
+    return _flow_view(service.create_flow(data, current_actor()))
+
+
+@bp.get("/flows/<int:flow_id>")
+@bp.response(200, FlowSchema)
+@bp.alt_response(404, schema=ProblemSchema)
+def get_flow(flow_id: int) -> dict[str, Any]:
+    return _flow_view(service.get_flow(flow_id))
+
+
+@bp.put("/flows/<int:flow_id>/draft")
+@bp.arguments(DraftSaveSchema)
+@bp.response(200, DraftSavedSchema)
+@bp.alt_response(409, schema=ProblemSchema, description="Stale revision")
+@bp.alt_response(422, schema=ProblemSchema, description="Invalid definition, with problems")
+def save_draft(data: dict[str, Any], flow_id: int) -> dict[str, Any]:
+    """Save the draft definition; send the ``revision`` you loaded to detect lost updates."""
+    version, problems = service.save_draft(
+        flow_id, data["definition"], data.get("revision"), current_actor()
+    )
+    return {
+        "version": version.number,
+        "revision": version.revision,
+        "content_hash": version.content_hash,
+        "problems": [p.to_dict() for p in problems],
+    }
+
+
+@bp.get("/flows/<int:flow_id>/versions/<int:number>")
+@bp.response(200, FlowVersionSchema)
+@bp.alt_response(404, schema=ProblemSchema)
+def get_flow_version(flow_id: int, number: int) -> Any:
+    return service.get_version(flow_id, number)
+
+
+@bp.post("/flows/<int:flow_id>/versions/<int:number>/submit")
+@bp.response(200, FlowVersionSchema)
+@bp.alt_response(409, schema=ProblemSchema)
+@bp.alt_response(422, schema=ProblemSchema)
+def submit_flow_version(flow_id: int, number: int) -> Any:
+    """Submit a draft for review; it is immutable from now on."""
+    return service.submit_version(flow_id, number, current_actor())
+
+
+@bp.post("/flows/<int:flow_id>/versions/<int:number>/approve")
+@bp.arguments(DecisionSchema)
+@bp.response(200, FlowVersionSchema)
+@bp.alt_response(403, schema=ProblemSchema, description="Not an owner, or the author")
+@bp.alt_response(409, schema=ProblemSchema)
+def approve_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any:
+    """Approve (owners only, never the author): the version goes live."""
+    return service.approve_version(flow_id, number, current_actor(), data["comment"])
+
+
+@bp.post("/flows/<int:flow_id>/versions/<int:number>/reject")
+@bp.arguments(DecisionSchema)
+@bp.response(200, FlowVersionSchema)
+@bp.alt_response(403, schema=ProblemSchema)
+@bp.alt_response(422, schema=ProblemSchema, description="A comment is required")
+def reject_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any:
+    """Reject with a comment (owners only, never the author)."""
+    return service.reject_version(flow_id, number, current_actor(), data["comment"])

@@ -1,0 +1,79 @@
+"""Settings, read from the environment when ``create_app`` runs (never at import time)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_INSTANCE_PATH = Path(__file__).resolve().parent.parent / "instance"
+
+
+def _secret_key(instance_path: Path, environ: Mapping[str, str]) -> str:
+    """FLOWGATE_SECRET_KEY, else a key generated once and kept in instance/ (mode 0600)."""
+    if environ.get("FLOWGATE_SECRET_KEY"):
+        return environ["FLOWGATE_SECRET_KEY"]
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # O_EXCL: if two processes start at once, the loser reads the winner's key.
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flask config built from FLOWGATE_* variables, with the documented defaults."""
+    env = os.environ if environ is None else environ
+    instance_path = Path(env.get("FLOWGATE_INSTANCE_PATH") or DEFAULT_INSTANCE_PATH)
+    database_url = env.get("FLOWGATE_DATABASE_URL") or f"sqlite:///{instance_path / 'flowgate.db'}"
+    if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
+        # psycopg 3 is the driver we ship; accept the plain URL people copy from their host.
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    return {
+        "INSTANCE_PATH": str(instance_path),
+        "SECRET_KEY": _secret_key(instance_path, env),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "FLOWGATE_PORT": int(env.get("FLOWGATE_PORT") or 5000),
+        "FLOWGATE_REDIS_URL": env.get("FLOWGATE_REDIS_URL") or None,
+        "FLOWGATE_EGRESS_ALLOW": [
+            c.strip() for c in (env.get("FLOWGATE_EGRESS_ALLOW") or "").split(",") if c.strip()
+        ],
+        "FLOWGATE_DEMO": _flag(env.get("FLOWGATE_DEMO"), True),
+        "FLOWGATE_PUBLIC_URL": env.get("FLOWGATE_PUBLIC_URL") or None,
+        "FLOWGATE_QUEUE_NAME": env.get("FLOWGATE_QUEUE_NAME") or "runs",
+        # Intake limits: bigger or deeper bodies are refused with 413 / 400.
+        "FLOWGATE_MAX_BODY_BYTES": int(env.get("FLOWGATE_MAX_BODY_BYTES") or 1_048_576),
+        "FLOWGATE_MAX_JSON_DEPTH": int(env.get("FLOWGATE_MAX_JSON_DEPTH") or 64),
+        # A running run whose lease passed is presumed dead (worker killed) and re-queued.
+        "FLOWGATE_RUN_LEASE_SECONDS": float(env.get("FLOWGATE_RUN_LEASE_SECONDS") or 120),
+        # A queued run not picked up for this long is re-enqueued (crash after commit).
+        "FLOWGATE_REQUEUE_AFTER_SECONDS": float(env.get("FLOWGATE_REQUEUE_AFTER_SECONDS") or 30),
+        "FLOWGATE_SWEEP_INTERVAL_SECONDS": float(env.get("FLOWGATE_SWEEP_INTERVAL_SECONDS") or 5),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # The API checks CSRF itself, only for cookie-authenticated writes (see app.auth).
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # OpenAPI (flask-smorest)
+        "API_TITLE": "Flowgate API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+    }

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models._types import JSONType, utcnow
+from app.models.flow import Flow, FlowVersion
+
+
+class Run(db.Model):
+    """The ledger of record: one row per accepted message, committed before we answer 2xx."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        # Intake dedupe is this constraint, not a check-then-insert race.
+        UniqueConstraint("flow_id", "idempotency_key", name="uq_runs_flow_idempotency_key"),
+        Index("ix_runs_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_runs_flow_received", "flow_id", "received_at"),
+        # Run ids are part of idempotency keys: SQLite must never reuse one after a delete.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
+    flow_version_id: Mapped[int] = mapped_column(ForeignKey("flow_versions.id", ondelete="CASCADE"))
+    trigger_kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[Any] = mapped_column(JSONType)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    business_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+
+    flow: Mapped[Flow] = relationship()
+    version: Mapped[FlowVersion] = relationship()
+    steps: Mapped[list[RunStep]] = relationship(
+        back_populates="run", order_by="RunStep.position", cascade="all, delete-orphan"
+    )
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="run", order_by="Delivery.id", cascade="all, delete-orphan"
+    )
+
+
+class RunStep(db.Model):
+    """One step's record for the latest attempt of a run."""
+
+    __tablename__ = "run_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    step_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    attempt: Mapped[int] = mapped_column(default=1)
+
+    run: Mapped[Run] = relationship(back_populates="steps")
+
+
+class Delivery(db.Model):
+    """One destination effect per (run, deliver step); its key is the same on every attempt."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("run_id", "step_id", name="uq_deliveries_run_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    response_code: Mapped[int | None]
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None]
+
+    run: Mapped[Run] = relationship(back_populates="deliveries")

@@ -1,0 +1,51 @@
+"""Scheduler process (``python -m app.scheduler``): the recovery sweep on a fixed beat.
+
+Later issues add cron triggers, polls and alert evaluation to the same loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from rq.registry import StartedJobRegistry
+
+from app import create_app
+from app.extensions import db
+from app.queues import run_queue
+from app.services.sweep import sweep
+
+log = logging.getLogger("flowgate.scheduler")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("FLOWGATE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    app = create_app()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    interval = app.config["FLOWGATE_SWEEP_INTERVAL_SECONDS"]
+    log.info("scheduler.started interval=%ss", interval)
+    while not stop.is_set():
+        with app.app_context():
+            try:
+                sweep(app)
+                # RQ notices jobs of killed workers lazily; the SQL lease is our truth, this
+                # only keeps RQ's own registries tidy.
+                StartedJobRegistry(queue=run_queue(app)).cleanup()
+            except Exception:  # keep beating: one bad sweep must not stop recovery
+                log.exception("scheduler.sweep_failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+        stop.wait(interval)
+    log.info("scheduler.stopped")
+
+
+if __name__ == "__main__":
+    main()

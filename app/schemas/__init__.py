@@ -1,0 +1,2 @@
+"""marshmallow schemas: ``<Resource>Schema`` for output, ``...CreateSchema``/``...UpdateSchema``
+for input (unknown fields are refused)."""

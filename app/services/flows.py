@@ -1,0 +1,193 @@
+"""Flows and their versions: drafts, submission and the owner's decision (the review gate)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app import runtime
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.extensions import db
+from app.models import Connection, Flow, FlowVersion, Review, Role, User, VersionStatus
+from app.models._types import utcnow
+from app.services import audit
+from flows.definition import content_hash
+from flows.validation import Problem, validate
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:100] or "flow"
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)
+    taken = set(
+        db.session.execute(select(Flow.slug).where(Flow.slug.like(f"{base}%"))).scalars()
+    )
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def get_flow(flow_id: int) -> Flow:
+    flow = db.session.get(Flow, flow_id)
+    if flow is None:
+        raise NotFound(f"flow {flow_id} does not exist")
+    return flow
+
+
+def list_flows(q: str | None = None) -> list[Flow]:
+    stmt = select(Flow).order_by(Flow.name)
+    if q:
+        stmt = stmt.where(func.lower(Flow.name).contains(q.lower()))
+    return list(db.session.execute(stmt).scalars())
+
+
+def create_flow(data: dict[str, Any], actor: User) -> Flow:
+    owner_id = data.get("owner_id") or actor.id
+    if db.session.get(User, owner_id) is None:
+        raise Invalid(f"user {owner_id} does not exist")
+    flow = Flow(
+        name=data["name"],
+        slug=_unique_slug(data["name"]),
+        description=data.get("description") or "",
+        owner_id=owner_id,
+    )
+    db.session.add(flow)
+    db.session.flush()
+    audit.record(actor, "flow.created", "flow", flow.id, name=flow.name, slug=flow.slug)
+    db.session.commit()
+    return flow
+
+
+def version_with_status(flow: Flow, status: VersionStatus) -> FlowVersion | None:
+    return next((v for v in reversed(flow.versions) if v.status == status.value), None)
+
+
+def get_version(flow_id: int, number: int) -> FlowVersion:
+    version = db.session.execute(
+        select(FlowVersion).where(FlowVersion.flow_id == flow_id, FlowVersion.number == number)
+    ).scalar_one_or_none()
+    if version is None:
+        raise NotFound(f"flow {flow_id} has no version {number}")
+    return version
+
+
+def _connection_key(connection_id: int) -> str | None:
+    row = db.session.get(Connection, connection_id)
+    return None if row is None else row.connector_key
+
+
+def problems_of(definition: Any) -> list[Problem]:
+    return validate(definition, runtime.registry(), _connection_key)
+
+
+def save_draft(
+    flow_id: int, definition: dict[str, Any], revision: int | None, actor: User
+) -> tuple[FlowVersion, list[Problem]]:
+    """Create or update the flow's draft. Submitted versions are never touched: editing a
+    flow whose only versions are submitted starts a new draft."""
+    flow = get_flow(flow_id)
+    problems = problems_of(definition)
+    if problems:
+        raise Invalid(
+            f"the definition has {len(problems)} problem(s)",
+            problems=[p.to_dict() for p in problems],
+        )
+    draft = version_with_status(flow, VersionStatus.DRAFT)
+    now = utcnow()
+    if draft is None:
+        number = (max((v.number for v in flow.versions), default=0)) + 1
+        draft = FlowVersion(
+            flow=flow, number=number, definition=definition, revision=1,
+            content_hash=content_hash(definition), author_id=actor.id, status="draft",
+            contributor_ids=[actor.id],
+        )
+        db.session.add(draft)
+        action = "flow.draft_created"
+    else:
+        if revision is not None and revision != draft.revision:
+            raise Conflict(
+                f"the draft is at revision {draft.revision}, you edited revision {revision}:"
+                " reload it and apply your change again",
+                current_revision=draft.revision,
+            )
+        if content_hash(definition) != draft.content_hash and actor.id not in draft.contributor_ids:
+            draft.contributor_ids = [*draft.contributor_ids, actor.id]
+        draft.definition = definition
+        draft.content_hash = content_hash(definition)
+        draft.revision += 1
+        draft.updated_at = now
+        action = "flow.draft_saved"
+    db.session.flush()
+    audit.record(actor, action, "flow_version", draft.id, flow_id=flow.id, number=draft.number)
+    db.session.commit()
+    return draft, []
+
+
+def submit_version(flow_id: int, number: int, actor: User) -> FlowVersion:
+    version = get_version(flow_id, number)
+    if version.status != VersionStatus.DRAFT.value:
+        raise Conflict(f"version {number} is {version.status}; only a draft can be submitted")
+    problems = problems_of(version.definition)
+    if problems:
+        raise Invalid(
+            "the draft has problems; fix them before submitting",
+            problems=[p.to_dict() for p in problems],
+        )
+    version.status = VersionStatus.IN_REVIEW.value
+    version.submitted_at = utcnow()
+    audit.record(actor, "flow.submitted", "flow_version", version.id, flow_id=flow_id, number=number)
+    db.session.commit()
+    return version
+
+
+def _decide(flow_id: int, number: int, actor: User) -> FlowVersion:
+    version = get_version(flow_id, number)
+    if actor.role != Role.OWNER.value:
+        raise Forbidden("only an integration owner can approve or reject a version")
+    if actor.id == version.author_id or actor.id in (version.contributor_ids or []):
+        # Separation of duties holds for every role, with no bypass.
+        raise Forbidden("you are the author of this version; another owner must review it")
+    if version.status != VersionStatus.IN_REVIEW.value:
+        raise Conflict(f"version {number} is {version.status}, not in review")
+    return version
+
+
+def approve_version(flow_id: int, number: int, actor: User, comment: str = "") -> FlowVersion:
+    """Approve and make live; the previously live version is retired in the same transaction."""
+    version = _decide(flow_id, number, actor)
+    now = utcnow()
+    previous = version_with_status(version.flow, VersionStatus.LIVE)
+    if previous is not None:
+        previous.status = VersionStatus.RETIRED.value
+    version.status = VersionStatus.LIVE.value
+    version.approved_by_id = actor.id
+    version.decided_at = version.live_since = now
+    db.session.add(Review(version=version, reviewer_id=actor.id, decision="approved", comment=comment))
+    audit.record(
+        actor, "flow.approved", "flow_version", version.id, flow_id=flow_id, number=number,
+        retired=previous.number if previous is not None else None,
+    )
+    db.session.commit()
+    return version
+
+
+def reject_version(flow_id: int, number: int, actor: User, comment: str) -> FlowVersion:
+    if not comment.strip():
+        raise Invalid("a rejection needs a comment saying what to change")
+    version = _decide(flow_id, number, actor)
+    version.status = VersionStatus.REJECTED.value
+    version.decided_at = utcnow()
+    db.session.add(Review(version=version, reviewer_id=actor.id, decision="rejected", comment=comment))
+    audit.record(actor, "flow.rejected", "flow_version", version.id, flow_id=flow_id, number=number)
+    db.session.commit()
+    return version

@@ -1,0 +1,204 @@
+"""Webhook intake: validate, record the Run in SQL, commit, then enqueue its id.
+
+The 2xx answer is only given after the commit (invariant I1); if Redis is down the run is
+still safe in SQL and the sweep enqueues it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app import runtime
+from app.errors import Invalid, NotFound, ServiceError, Unavailable
+from app.extensions import db
+from app.models import Flow, FlowVersion, Run, VersionStatus
+from app.models._types import utcnow
+from app.queues import enqueue_runs
+from connectors.base import ConnectorContext, ConnectorError, InboundRequest
+from flows import mapping
+from flows.results import RunStatus
+
+log = logging.getLogger("flowgate.intake")
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+class BadRequest(ServiceError):
+    status, title = 400, "Bad request"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, title = 415, "Unsupported media type"
+
+
+class PayloadTooLarge(ServiceError):
+    status, title = 413, "Payload too large"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    run_id: int
+    duplicate: bool = False
+
+
+def check_content_type(content_type: str | None) -> None:
+    mimetype, _, params = (content_type or "").partition(";")
+    mimetype = mimetype.strip().lower()
+    if mimetype != "application/json" and not (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"send JSON with 'Content-Type: application/json' (got '{mimetype or 'none'}')"
+        )
+    charset = re.search(r"charset=([\w-]+)", params.lower())
+    if charset and charset.group(1) not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType("JSON must be UTF-8 encoded")
+
+
+def json_depth(body: bytes) -> int:
+    """Nesting depth, measured without recursion (strings removed first, at C speed)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub(b'""', body)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(body: bytes, max_depth: int) -> Any:
+    """Parse strictly: UTF-8, no NaN/Infinity, bounded depth; errors are 400 problems."""
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON document")
+    depth = json_depth(body)
+    if depth > max_depth:
+        raise BadRequest(f"JSON nested {depth} levels deep; the limit is {max_depth}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid UTF-8 (byte {exc.start})") from exc
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+
+
+def _live_version(slug: str) -> tuple[Flow, FlowVersion]:
+    row = db.session.execute(
+        select(Flow, FlowVersion)
+        .join(FlowVersion, FlowVersion.flow_id == Flow.id)
+        .where(Flow.slug == slug, FlowVersion.status == VersionStatus.LIVE.value)
+    ).first()
+    if row is None:
+        raise NotFound(f"no live flow at /hooks/{slug}")
+    return row[0], row[1]
+
+
+def _business_key(trigger_config: dict[str, Any], payload: Any) -> str | None:
+    expression = trigger_config.get("business_key")
+    if not expression:
+        return None
+    try:
+        value = mapping.evaluate(expression, payload)
+    except mapping.MappingError:
+        return None  # a missing key must not cost us the message
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)[:255]
+
+
+def accept_webhook(
+    slug: str, headers: Mapping[str, str], body: bytes, content_type: str | None
+) -> Accepted:
+    try:
+        return _accept(slug, headers, body, content_type)
+    except OperationalError as exc:
+        db.session.rollback()
+        log.error("intake.db_unavailable slug=%s error=%s", slug, exc.__class__.__name__)
+        raise Unavailable("the run ledger is unavailable; retry later", retry_after=5) from exc
+
+
+def _accept(
+    slug: str, headers: Mapping[str, str], body: bytes, content_type: str | None
+) -> Accepted:
+    flow, version = _live_version(slug)
+    trigger = version.definition.get("trigger") or {}
+    if trigger.get("type") != "webhook":
+        raise NotFound(f"flow '{slug}' is not triggered by a webhook")
+    check_content_type(content_type)
+    payload = parse_json_body(body, current_app.config["FLOWGATE_MAX_JSON_DEPTH"])
+    config = trigger.get("config") or {}
+
+    connector = runtime.registry().create("webhook")
+    ctx = ConnectorContext(
+        connection_config={}, secrets={}, step_config=config,
+        logger=logging.getLogger("flowgate.connector.webhook"), http=None,
+    )
+    try:
+        messages = connector.accept(ctx, InboundRequest(headers=headers, body=body, payload=payload))
+    except ConnectorError as exc:
+        raise BadRequest(exc.message) from exc
+    if len(messages) != 1:
+        raise BadRequest("a webhook delivery must carry exactly one message")
+    message = messages[0]
+
+    header = config.get("event_id_header")
+    event_id = headers.get(header) if header else None
+    if header and not event_id:
+        raise BadRequest(f"the '{header}' header is required by this flow")
+    payload_hash = hashlib.sha256(body).hexdigest()
+    run = Run(
+        flow_id=flow.id,
+        flow_version_id=version.id,
+        trigger_kind="webhook",
+        payload=message,
+        payload_hash=payload_hash,
+        idempotency_key=event_id[:255] if event_id else None,
+        business_key=_business_key(config, message),
+        status=RunStatus.QUEUED.value,
+        enqueued_at=utcnow(),
+    )
+    db.session.add(run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return _duplicate(flow.id, event_id, payload_hash)
+    run_id = run.id
+    try:
+        enqueue_runs(current_app._get_current_object(), [run_id])
+    except Exception:  # Redis down: the run is committed; the sweep will enqueue it
+        log.warning("intake.enqueue_failed run_id=%s (the sweep will retry)", run_id, exc_info=True)
+    return Accepted(run_id)
+
+
+def _duplicate(flow_id: int, event_id: str | None, payload_hash: str) -> Accepted:
+    original = db.session.execute(
+        select(Run.id, Run.payload_hash).where(
+            Run.flow_id == flow_id, Run.idempotency_key == event_id
+        )
+    ).first()
+    if original is None:  # not a dedupe conflict after all: surface it, do not swallow it
+        raise Unavailable("the run could not be stored; retry later", retry_after=1)
+    if original.payload_hash != payload_hash:
+        raise Invalid(
+            f"event id '{event_id}' was already received with a different body",
+            original_run_id=original.id,
+        )
+    return Accepted(original.id, duplicate=True)

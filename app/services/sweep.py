@@ -1,0 +1,76 @@
+"""Recovery sweep, run by the scheduler every few seconds: nothing accepted is stranded.
+
+- a ``running`` run whose lease expired (its worker was killed) goes back to ``queued``;
+- a ``retrying`` run whose ``next_attempt_at`` has come goes back to ``queued``;
+- a ``queued`` run with no live RQ job (crash between commit and enqueue, Redis flushed)
+  is enqueued again.
+Enqueueing a run twice is harmless: the SQL claim lets only one worker execute it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import and_, or_, select, update
+
+from app.extensions import db
+from app.models import Run
+from app.models._types import utcnow
+from app.queues import enqueue_runs, job_id_for, run_queue
+from flows.results import RunStatus
+
+log = logging.getLogger("flowgate.sweep")
+_ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+BATCH = 500
+
+
+def _requeue(where: object) -> list[int]:
+    ids = list(db.session.execute(select(Run.id).where(where).limit(BATCH)).scalars())
+    if ids:
+        db.session.execute(
+            update(Run)
+            .where(Run.id.in_(ids), where)
+            .values(status=RunStatus.QUEUED.value, lease_until=None, enqueued_at=utcnow())
+        )
+    return ids
+
+
+def _job_alive(app: Flask, run_id: int) -> bool:
+    queue = run_queue(app)
+    try:
+        job = Job.fetch(job_id_for(run_id), connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in _ALIVE
+
+
+def sweep(app: Flask) -> dict[str, int]:
+    now = utcnow()
+    expired = _requeue(
+        and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now)
+    )
+    due = _requeue(and_(Run.status == RunStatus.RETRYING.value, Run.next_attempt_at <= now))
+    stale_before = now - timedelta(seconds=app.config["FLOWGATE_REQUEUE_AFTER_SECONDS"])
+    stale_candidates = list(
+        db.session.execute(
+            select(Run.id)
+            .where(
+                Run.status == RunStatus.QUEUED.value,
+                or_(Run.enqueued_at.is_(None), Run.enqueued_at < stale_before),
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
+    stale = [rid for rid in stale_candidates if not _job_alive(app, rid)]
+    if stale:
+        db.session.execute(update(Run).where(Run.id.in_(stale)).values(enqueued_at=now))
+    db.session.commit()
+    enqueue_runs(app, [*expired, *due, *stale])
+    counts = {"expired_leases": len(expired), "due_retries": len(due), "stale_queued": len(stale)}
+    if any(counts.values()):
+        log.info("sweep.requeued %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts

@@ -1,0 +1,125 @@
+"""Shared pieces for HTTP-based connectors: outcome classification and response excerpts.
+
+The engine's retry decision rests on these rules (reliability.md, tests 9-12): 408, 425,
+429 and 5xx are worth retrying, 3xx and the other 4xx are not, and a transport failure is
+retried because the same idempotency key makes the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+
+from connectors.base import ConnectorError, RetryableConnectorError
+
+EXCERPT_CHARS = 2_000
+# Read a little more than the excerpt so a secret straddling the cut is still masked whole,
+# and never hold an unbounded response body in memory.
+_READ_LIMIT_BYTES = 64 * 1024
+_RETRYABLE_STATUSES = frozenset({408, 425, 429})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+_DIGITS = re.compile(r"[0-9]+")
+
+Redact = Callable[[str], str]
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if _DIGITS.fullmatch(value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; the parser leaves "-0000" naive
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def read_excerpt(response: requests.Response, redact: Redact) -> str:
+    """The first ``EXCERPT_CHARS`` characters of the body, secrets masked.
+
+    A body that breaks off mid-read yields what arrived: the status already tells the story.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=8192):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _READ_LIMIT_BYTES:
+                break
+    except (requests.RequestException, OSError):
+        pass
+    text = b"".join(chunks)[:_READ_LIMIT_BYTES].decode(response.encoding or "utf-8", "replace")
+    return redact(text)[:EXCERPT_CHARS]
+
+
+def error_for_status(
+    status: int, headers: Mapping[str, str], excerpt: str, redact: Redact
+) -> ConnectorError | None:
+    """The error a destination's answer means, or None for a 2xx."""
+    if 200 <= status < 300:
+        return None
+    if status in _RETRYABLE_STATUSES or 500 <= status < 600:
+        retry_after = None
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+        return RetryableConnectorError(
+            f"destination answered HTTP {status}; the delivery can be retried",
+            status_code=status,
+            response_excerpt=excerpt,
+            retry_after_seconds=retry_after,
+        )
+    if 300 <= status < 400:
+        location = redact(headers.get("Location", "") or "(no Location header)")
+        return ConnectorError(
+            f"destination answered HTTP {status} redirecting to {location}; redirects are not "
+            "followed, so point the connection at the final URL",
+            status_code=status,
+            response_excerpt=excerpt,
+        )
+    return ConnectorError(
+        f"destination rejected the message with HTTP {status}",
+        status_code=status,
+        response_excerpt=excerpt,
+    )
+
+
+def transport_error(exc: requests.RequestException, redact: Redact) -> ConnectorError:
+    """Classify a failure before any response arrived (timeouts, refused connections...)."""
+    reason = redact(_root_cause(exc))
+    if isinstance(exc, requests.Timeout):
+        return RetryableConnectorError(f"request timed out: {reason}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        # A certificate problem is configuration, not a blip: retrying for an hour won't help.
+        return ConnectorError(f"TLS handshake failed: {reason}")
+    if isinstance(exc, requests.ConnectionError):
+        return RetryableConnectorError(f"could not connect: {reason}")
+    return ConnectorError(f"request could not be sent: {reason}")
+
+
+def _root_cause(exc: BaseException) -> str:
+    # requests nests urllib3 errors several levels deep; the innermost is the readable one.
+    seen: list[BaseException] = [exc]
+    while True:
+        current = seen[-1]
+        nxt = current.__cause__ or current.__context__
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        if nxt is None and getattr(current, "reason", None) is not None:
+            nxt = current.reason  # urllib3.MaxRetryError keeps it here
+        if not isinstance(nxt, BaseException) or nxt in seen:
+            break
+        seen.append(nxt)
+    innermost = seen[-1]
+    if isinstance(innermost, OSError) and innermost.strerror:
+        return innermost.strerror
+    return str(innermost) or type(innermost).__name__

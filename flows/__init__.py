@@ -1,0 +1,1 @@
+"""Flow definitions, validation, the engine, JSONata mapping and RQ job entry points."""

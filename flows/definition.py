@@ -1,0 +1,118 @@
+"""The flow definition: the JSON document at the heart of Flowgate, as frozen dataclasses.
+
+Parsing assumes the document already passed ``flows.validation.validate``; the engine works
+on these objects, never on raw dicts. ``layout`` and ``samples`` are kept out of the parsed
+form on purpose: they never change behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+TRIGGER_NODE_ID = "trigger"
+# Keys of the document that do not change what a flow does (editor-only state).
+NON_BEHAVIOURAL_KEYS = frozenset({"layout", "samples"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-destination retry policy; the defaults are what analysts see in the editor."""
+
+    max_attempts: int = 5
+    backoff_seconds: float = 2.0
+    max_backoff_seconds: float = 300.0
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None) -> RetryPolicy:
+        doc = doc or {}
+        default = cls()
+        return cls(
+            max_attempts=int(doc.get("max_attempts", default.max_attempts)),
+            backoff_seconds=float(doc.get("backoff_seconds", default.backoff_seconds)),
+            max_backoff_seconds=float(doc.get("max_backoff_seconds", default.max_backoff_seconds)),
+        )
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    type: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step. Only the fields of its ``type`` are meaningful."""
+
+    id: str
+    type: str  # "map" | "filter" | "deliver"
+    expression: str | None = None
+    condition: str | None = None
+    connector: str | None = None
+    connection_id: int | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class FlowDefinition:
+    trigger: TriggerSpec
+    steps: tuple[Step, ...]
+    edges: tuple[tuple[str, str], ...]
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def children(self, node_id: str) -> list[str]:
+        """Targets of the edges leaving ``node_id``, in document order."""
+        return [target for source, target in self.edges if source == node_id]
+
+    def destinations(self) -> list[Step]:
+        return [step for step in self.steps if step.type == "deliver"]
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> FlowDefinition:
+        trigger = doc["trigger"]
+        steps = tuple(
+            Step(
+                id=s["id"],
+                type=s["type"],
+                expression=s.get("expression"),
+                condition=s.get("condition"),
+                connector=s.get("connector"),
+                connection_id=s.get("connection_id"),
+                config=dict(s.get("config") or {}),
+                retry=RetryPolicy.from_json(s.get("retry")),
+            )
+            for s in doc["steps"]
+        )
+        edges = tuple((e["from"], e["to"]) for e in doc["edges"])
+        return cls(
+            trigger=TriggerSpec(type=trigger["type"], config=dict(trigger.get("config") or {})),
+            steps=steps,
+            edges=edges,
+        )
+
+
+def behaviour_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document without editor-only keys: what review and approval are about."""
+    return {k: v for k, v in doc.items() if k not in NON_BEHAVIOURAL_KEYS}
+
+
+def content_hash(doc: Mapping[str, Any]) -> str:
+    """A stable SHA-256 of the behaviour of a document (layout moves do not change it)."""
+    canonical = json.dumps(behaviour_of(doc), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_flow_schema() -> dict[str, Any]:
+    """The JSON Schema of the document, shipped as package data."""
+    text = resources.files("flows").joinpath("flow.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)

@@ -1,0 +1,40 @@
+"""Execute one stored run: claim it, run the engine, record the outcome.
+
+The claim is an atomic compare-and-set in SQL (``RunStore.claim``), so the same run id being
+enqueued twice, or re-enqueued by the recovery sweep while a slow worker still holds it, never
+executes twice at once; the SQL ledger, not RQ, is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flows.definition import FlowDefinition
+from flows.engine import FlowRunner
+from flows.ports import RunStore
+from flows.results import RunResult, RunStatus
+
+log = logging.getLogger("flowgate.execution")
+
+
+def execute_run(
+    run_id: int, *, store: RunStore, runner: FlowRunner, lease_seconds: float
+) -> RunResult | None:
+    """Run ``run_id`` if it is ours to run; None when another worker has it or it is done."""
+    claimed = store.claim(run_id, lease_seconds)
+    if claimed is None:
+        log.info("run.not_claimed run_id=%s", run_id)
+        return None
+    log.info("run.started run_id=%s attempt=%s", run_id, claimed.attempts)
+    try:
+        definition = FlowDefinition.from_json(claimed.definition)
+    except (KeyError, TypeError, ValueError) as exc:
+        # Only validated versions go live, so this means a corrupted row: never retry it.
+        result = RunResult(RunStatus.DEAD_LETTERED, reason=f"unreadable flow definition: {exc!r}")
+    else:
+        result = runner.run(run_id, definition, claimed.payload)
+    if not store.finish(claimed, result):
+        log.warning("run.lease_lost run_id=%s attempt=%s", run_id, claimed.attempts)
+        return None
+    log.info("run.finished run_id=%s status=%s", run_id, result.status)
+    return result

@@ -1,0 +1,579 @@
+"""Evaluate JSONata mappings: the only module in Flowgate that imports jsonata-python.
+
+Public API: ``MappingError``, ``Limits``, ``check_expression``, ``evaluate`` and
+``evaluate_condition``. Every failure, whatever the library raised, comes out as a
+``MappingError`` with a JSONata code (``S0203``, ``T2001``, ``D1012`` timeout, ``D1011``
+depth...) or one of ours: ``F0001`` internal error, ``F0002`` output too large, ``F0003``
+output not JSON, ``F0004`` expression too long.
+
+What this module adds on top of jsonata-python 0.7.1 (see shared/docs/jsonata-python.md):
+
+* Compiled expressions are cached (LRU, ``CACHE_SIZE`` entries). The library keeps
+  evaluation state on the compiled object (the runtime bounds, the ``$`` binding, the
+  thread's "current" instance that ``$now()``, ``$eval()`` and partial application read),
+  so each cached object has its own lock and is prepared afresh before every evaluation.
+  That also works around the two documented limit bugs: the timeout clock starting at
+  compile time, and the depth counter leaking after a D1011 abort.
+* ``$string()`` and ``&`` format numbers like the reference (jsonata-js 2.2): integers in
+  full (``$string(1234567890123456)`` is ``"1234567890123456"``, not ``1.23456789012346e+15``),
+  other numbers to 15 significant digits, non-ASCII text unescaped. Flowgate goes one step
+  further for ids: a Python int below 1e21, or one a double cannot hold (it can only have
+  come from the input), keeps every digit, where the reference would print the nearest
+  double. Numbers in the *output* are never reformatted: they are returned as Python numbers.
+* The library's debug ``print`` calls are routed to this module's logger.
+* Input must be plain JSON-able Python; ``None`` as the whole input means "no input"
+  (JSONata undefined). Output is fresh plain Python (dict/list/str/int/float/bool/None,
+  object key order kept); JSONata null and undefined both become ``None``.
+
+Known gap (a later issue): the timeout and depth checks are cooperative, made when the
+evaluator enters or leaves an expression node. A single long native call runs past them: a
+catastrophic regex, ``$pad("", 2e8)``, ``$sort`` of millions of items. Hard limits need a
+killable subprocess with a wall clock and a memory rlimit. Also, the first use imports
+jsonata-python (about 45 ms), which sets the process recursion limit to 10,000.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal
+from types import SimpleNamespace
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CACHE_SIZE = 512
+"""Compiled expressions kept (least recently used evicted)."""
+
+_VALUE_IN_MESSAGE = 80  # longest data value quoted in an error message (data may be PII)
+
+
+class MappingError(Exception):
+    """A mapping failed to compile or evaluate; safe to show to the flow's author."""
+
+    code: str
+    position: int | None
+    message: str
+
+    def __init__(self, code: str, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.position = position
+
+    def __str__(self) -> str:
+        where = f" at position {self.position}" if self.position is not None else ""
+        return f"{self.code}{where}: {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickling would call MappingError(message) and fail (RQ, multiprocessing).
+        return (type(self), (self.code, self.message, self.position))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as a JSON-able dict, e.g. for a 422 response."""
+        return {"code": self.code, "position": self.position, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-evaluation bounds. Timeout and depth are cooperative (see the module docstring)."""
+
+    timeout_ms: int = 1000
+    max_depth: int = 200
+    max_output_bytes: int = 1_000_000
+    max_expression_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_ms", "max_depth", "max_output_bytes", "max_expression_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+
+
+def check_expression(expression: str) -> MappingError | None:
+    """Compile ``expression`` (syntax only) and return its error, or None if it is valid.
+
+    The compiled expression is cached, so a later ``evaluate`` of it skips the parse.
+    """
+    try:
+        _check_expression_text(expression, Limits())
+        _compiled(expression)
+    except MappingError as error:
+        return error
+    return None
+
+
+def evaluate(
+    expression: str,
+    data: Any,
+    *,
+    bindings: Mapping[str, Any] | None = None,
+    limits: Limits = Limits(),
+) -> Any:
+    """Evaluate ``expression`` against ``data``; return plain JSON-able Python.
+
+    ``bindings`` become variables: ``{"rate": 0.2}`` is ``$rate`` in the expression.
+    JSONata undefined (no match) is returned as ``None``. Raises ``MappingError``.
+    """
+    raw = _evaluate_raw(expression, data, bindings, limits)
+    return _plain(raw, limits.max_output_bytes)
+
+
+def evaluate_condition(expression: str, data: Any, *, limits: Limits = Limits()) -> bool:
+    """Evaluate a filter condition: JSONata ``$boolean()`` of the result, undefined is False."""
+    raw = _evaluate_raw(expression, data, None, limits)
+    try:
+        return bool(_library().Functions.to_boolean(raw))
+    except Exception as exc:  # e.g. RecursionError on an absurdly nested result
+        raise _mapping_error(exc) from exc
+
+
+# --- evaluation ------------------------------------------------------------------------
+
+
+class _Compiled:
+    """A cached compiled expression and the lock that gives one thread at a time use of it."""
+
+    __slots__ = ("expr", "lock")
+
+    def __init__(self, expr: Any) -> None:
+        self.expr = expr
+        self.lock = threading.Lock()
+
+
+_cache: OrderedDict[str, _Compiled] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _evaluate_raw(
+    expression: str, data: Any, bindings: Mapping[str, Any] | None, limits: Limits
+) -> Any:
+    """Evaluate and return the library's raw result (sequences, NULL_VALUE, functions...)."""
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a Limits, got {type(limits).__name__}")
+    _check_expression_text(expression, limits)
+    _check_json_input(data, "input data")
+    variables = dict(bindings) if bindings is not None else {}
+    for name, value in variables.items():
+        if not isinstance(name, str):
+            raise MappingError("F0001", f"binding names must be strings, got {name!r}")
+        _check_json_input(value, f"binding ${name}")
+    compiled = _compiled(expression)
+    if compiled.lock.acquire(blocking=False):
+        try:
+            return _run(compiled.expr, data, variables, limits)
+        finally:
+            compiled.lock.release()
+    # Another thread is evaluating the cached object. A private copy costs one compile
+    # (a few ms) where waiting could cost up to that thread's whole timeout.
+    return _run(_compile(expression), data, variables, limits)
+
+
+def _run(expr: Any, data: Any, variables: dict[str, Any], limits: Limits) -> Any:
+    """Evaluate a compiled expression that this thread has to itself."""
+    lib = _library()
+    current = lib.Jsonata.CURRENT  # threading.local
+    try:
+        # The evaluator works on the thread's "current" instance, not on `expr`: $now()
+        # and $millis() read its timestamp, $eval() and higher-order calls its environment.
+        # The library sets it only when an expression is *built*, so with a cache it would
+        # be whichever expression this thread compiled last (a stale $now(), and another
+        # thread's object). Point it at `expr`, which our lock makes ours.
+        current.jsonata = expr
+        # Partial application ($f(?, 1)) parses a small expression at run time with
+        # expr.parser, a per-thread object of the thread that compiled `expr`.
+        expr.parser = lib.Jsonata.get_parser()
+        # Restart the clock and the depth count now: the library's own bounds start at
+        # compile time and keep the depth of an aborted (D1011) evaluation.
+        expr.environment.set_runtime_bounds(limits.timeout_ms, limits.max_depth)
+        # Always pass bindings, even empty: the library then binds `$` (the input) in a
+        # fresh frame instead of on the cached object, which would keep the last input alive.
+        return expr.evaluate(data, variables)
+    except Exception as exc:
+        raise _mapping_error(exc) from exc
+    finally:
+        vars(current).pop("jsonata", None)
+
+
+def _compiled(expression: str) -> _Compiled:
+    """The cached compiled form of ``expression``, compiling it on a miss."""
+    with _cache_lock:
+        entry = _cache.get(expression)
+        if entry is not None:
+            _cache.move_to_end(expression)
+            return entry
+    # Compile outside the cache lock so a slow parse does not hold up other expressions.
+    fresh = _Compiled(_compile(expression))
+    with _cache_lock:
+        entry = _cache.setdefault(expression, fresh)  # another thread may have won the race
+        _cache.move_to_end(expression)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return entry
+
+
+def _compile(expression: str) -> Any:
+    """Parse ``expression`` into a new library object; syntax errors become MappingError."""
+    lib = _library()
+    try:
+        expr = lib.Jsonata(expression)
+    except Exception as exc:  # JException, and RecursionError for absurd nesting
+        raise _mapping_error(exc) from exc
+    finally:
+        # The constructor makes the new object the thread's "current" one; nothing should
+        # use it before _run() sets it, and the thread-local should not keep it alive.
+        vars(lib.Jsonata.CURRENT).pop("jsonata", None)
+    expr.set_validate_input(False)  # _check_json_input() does it, several times faster
+    expr.set_output_convert_nulls(False)  # _plain() maps null and undefined in its one walk
+    return expr
+
+
+def _check_expression_text(expression: Any, limits: Limits) -> None:
+    if not isinstance(expression, str):
+        raise MappingError("F0001", f"expression must be a string, not {type(expression).__name__}")
+    if len(expression) > limits.max_expression_chars:
+        # Besides sheer cost, a long expression can nest deep enough to exhaust the stack.
+        raise MappingError(
+            "F0004",
+            f"expression is {len(expression)} characters long;"
+            f" the limit is {limits.max_expression_chars}",
+        )
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _check_json_input(value: Any, what: str) -> None:
+    """Reject anything that is not plain JSON-able Python (iterative: no depth limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is float or isinstance(item, float):
+            if not math.isfinite(item):
+                raise MappingError("F0001", f"{what} is not JSON: it contains {item!r}")
+        elif isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise MappingError("F0001", f"{what} is not JSON: an object key is {key!r}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif not isinstance(item, (str, int)):  # subclasses of the scalars are fine
+            raise MappingError("F0001", f"{what} is not JSON: it contains a {kind.__name__}")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _plain(raw: Any, max_bytes: int) -> Any:
+    """Copy the library's result into plain JSON-able Python, within ``max_bytes``.
+
+    The walk tracks a lower bound of the serialized size so that a huge result (a
+    million-item range) is refused early; the exact size is then taken from json.dumps.
+    """
+    lib = _library()
+    null = lib.Utils.NULL_VALUE
+    range_list = lib.Utils.RangeList
+    budget = max_bytes
+
+    def walk(value: Any) -> Any:
+        nonlocal budget
+        kind = type(value)
+        if kind is str:
+            budget -= len(value) + 2
+            result: Any = value
+        elif value is None or value is null:
+            budget -= 4
+            result = None
+        elif kind is bool or kind is int:
+            budget -= 1
+            result = value
+        elif kind is float:
+            if not math.isfinite(value):
+                raise MappingError("F0003", f"the result contains the number {value}")
+            budget -= 1
+            result = value
+        elif isinstance(value, dict):
+            budget -= 2
+            result = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise MappingError("F0003", f"the result has a non-string key {key!r}")
+                budget -= len(key) + 4
+                result[str(key)] = walk(item)
+        elif isinstance(value, list):
+            budget -= 2
+            # RangeList.__iter__ stops one short of the end; indexing is right.
+            items = (value[i] for i in range(len(value))) if isinstance(value, range_list) else value
+            result = []
+            for item in items:
+                budget -= 1
+                result.append(walk(item))
+        elif isinstance(value, (bool, int, str, float)):  # subclasses
+            return walk(_unsubclass(value))
+        else:
+            raise MappingError("F0003", f"the result contains {_describe(value)}, which is not JSON")
+        if budget < 0:
+            raise _TooLarge
+        return result
+
+    try:
+        result = walk(raw)
+        size = len(
+            json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8", "surrogatepass"
+            )
+        )
+    except _TooLarge:
+        size = None
+    except RecursionError as exc:
+        raise MappingError("F0003", "the result is nested too deeply") from exc
+    if size is None or size > max_bytes:
+        raise MappingError(
+            "F0002",
+            f"the result is larger than the {max_bytes:,} bytes allowed"
+            + (f" ({size:,} bytes as JSON)" if size else ""),
+        )
+    return result
+
+
+def _unsubclass(value: Any) -> Any:
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    return value
+
+
+def _describe(value: Any) -> str:
+    lib = _library()
+    if lib.is_function_like(value):
+        return "a function"
+    return f"a {type(value).__name__}"
+
+
+# --- errors --------------------------------------------------------------------------
+
+_CODE = re.compile(r"[A-Z]\d{4}")
+_PLACEHOLDER = re.compile(r"\{\{\{?\w+\}?\}\}")
+
+
+def _mapping_error(exc: BaseException) -> MappingError:
+    """Translate anything the library raised into a MappingError."""
+    if isinstance(exc, MappingError):
+        return exc
+    lib = _library()
+    if isinstance(exc, lib.JException):
+        code = exc.error if isinstance(exc.error, str) and _CODE.fullmatch(exc.error) else None
+        location = exc.location if isinstance(exc.location, int) and exc.location >= 0 else None
+        if code is None:  # a few library errors carry a sentence instead of a code
+            return MappingError("F0001", _clip(str(exc.error), 200), location)
+        return MappingError(code, _jexception_message(exc, lib), location)
+    if isinstance(exc, RecursionError):
+        # Python's own stack ran out before the depth limit did (deep data or nesting).
+        return MappingError("D1011", "Stack overflow: the expression or the data is nested too deeply")
+    if isinstance(exc, (ZeroDivisionError, OverflowError)):
+        # The reference computes Infinity here and then refuses it as out of range.
+        return MappingError("D1001", "Number out of range (division by zero or overflow)")
+    # ValueError, TypeError, KeyError...: gaps in the library where the reference raises a
+    # coded error ($number("abc"), $sort of objects). Log it: it may also be our bug.
+    log.info("jsonata-python raised %s: %s", type(exc).__name__, exc)
+    return MappingError("F0001", _clip(f"evaluation failed: {exc}", 200))
+
+
+def _jexception_message(exc: Any, lib: SimpleNamespace) -> str:
+    """The library's message template with its inserts rendered as JSON, not Python repr."""
+    template = lib.JException.error_codes.get(exc.error)
+    if template is None:
+        return _clip(str(exc), 200)
+    if template == "{{{message}}}":
+        return _clip(str(exc.current), 200)
+    # The Java port replaced every "function" in the reference's messages with "Object".
+    template = template.replace(" Object", " function")
+    inserts = iter([exc.current, exc.expected, exc.extra])
+    return _PLACEHOLDER.sub(lambda _: _render(next(inserts, None)), template)
+
+
+def _render(value: Any) -> str:
+    lib = _library()
+    if isinstance(value, str):
+        text = value
+    elif value is None:
+        text = "undefined"
+    elif lib.is_function_like(value):
+        text = "function"
+    else:
+        try:
+            text = _json_text(value, None, "")
+        except Exception:
+            text = type(value).__name__
+    return _clip(text, _VALUE_IN_MESSAGE)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- numbers and $string() -------------------------------------------------------------
+
+_FIFTEEN_DIGITS = Context(prec=15, rounding=ROUND_HALF_UP)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _format_number(value: int | float) -> str:
+    """A number as the reference's $string() writes it, but with Flowgate's id rule."""
+    if isinstance(value, int):
+        if abs(value) < 10**21:
+            # Every digit (ids). The reference agrees up to 2**53; above that it would
+            # print the nearest double, which has already lost the id.
+            return str(value)
+        try:
+            as_double = float(value)
+        except OverflowError:
+            return str(value)
+        # A double that is an integer (1e300 is parsed into an int) keeps the reference
+        # format; an int no double can hold came from the input data: keep its digits.
+        return _js_number_text(as_double) if as_double == value else str(value)
+    if not math.isfinite(value):
+        return "Infinity" if value > 0 else "-Infinity" if value < 0 else "NaN"
+    if value.is_integer():
+        return _js_number_text(value)  # the reference does not round integers
+    # jsonata-js: Number(value.toPrecision(15)). toPrecision rounds half away from zero.
+    return _js_number_text(float(_FIFTEEN_DIGITS.plus(Decimal(value))))
+
+
+def _js_number_text(value: float) -> str:
+    """JavaScript's Number.prototype.toString() for a finite double."""
+    if value == 0:
+        return "0"  # also for -0, like JavaScript
+    # repr() gives the shortest digits that round-trip, as JavaScript does.
+    sign, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = int(exponent) + k  # the decimal point sits after n digits
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+        text = f"{mantissa}e{'+' if n >= 1 else '-'}{abs(n - 1)}"
+    return ("-" if value < 0 else "") + text
+
+
+def _stringify(arg: Any, prettify: bool) -> str:
+    """Replacement for ``Functions._string``: JSON.stringify with the reference's replacer.
+
+    The library's version formats a top-level number with 15 digits (so 16-digit ids come
+    out as 1.23456789012346e+15), leaves nested numbers unrounded, escapes non-ASCII text
+    and fails on regexes.
+    """
+    lib = _library()
+    if lib.is_function_like(arg):
+        return ""
+    if isinstance(arg, float) and not math.isfinite(arg):
+        raise lib.JException("D3001", -1, arg)
+    text = _json_text(arg, "  " if prettify else None, "")
+    if _SURROGATE.search(text):  # lone surrogates: escaped, as JSON.stringify does
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def _json_text(value: Any, indent: str | None, prefix: str) -> str:
+    lib = _library()
+    if value is None or value is lib.Utils.NULL_VALUE:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise lib.JException("D1001", -1, value)
+        return _format_number(value)
+    if lib.is_function_like(value):
+        return '""'
+    if isinstance(value, dict):
+        items = [(json.dumps(str(k), ensure_ascii=False), v) for k, v in value.items()]
+        opener, closer = "{", "}"
+    elif isinstance(value, list):
+        if isinstance(value, lib.Utils.RangeList):
+            value = [value[i] for i in range(len(value))]
+        items = [(None, v) for v in value]
+        opener, closer = "[", "]"
+    else:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    if not items:
+        return opener + closer
+    inner = prefix + indent if indent is not None else ""
+    colon = ": " if indent is not None else ":"
+    parts = [
+        (key + colon if key is not None else "") + _json_text(item, indent, inner)
+        for key, item in items
+    ]
+    if indent is None:
+        return opener + ",".join(parts) + closer
+    return f"{opener}\n{inner}" + f",\n{inner}".join(parts) + f"\n{prefix}{closer}"
+
+
+# --- the library, imported and patched once --------------------------------------------
+
+_library_lock = threading.Lock()
+_lib: SimpleNamespace | None = None
+
+
+def _library() -> SimpleNamespace:
+    """Import jsonata-python on first use (it costs ~45 ms) and apply our patches once."""
+    global _lib
+    if _lib is None:
+        with _library_lock:
+            if _lib is None:
+                _lib = _load_library()
+    return _lib
+
+
+def _load_library() -> SimpleNamespace:
+    from jsonata import functions as jfunctions
+    from jsonata import jsonata as jcore
+    from jsonata import parser as jparser
+    from jsonata.jexception import JException
+    from jsonata.utils import Utils
+
+    # Some error paths print to stdout ("Proc not found ..." before T1006), and the
+    # parser prints when its debug flag is on. A module-level `print` shadows the builtin
+    # for that module only: no process-wide redirect of sys.stdout, which would be
+    # neither thread-safe nor ours to touch.
+    jcore.print = _library_print
+    jparser.print = _library_print
+    # $string() and `&` stringify through Functions._string (see _stringify).
+    jfunctions.Functions._string = staticmethod(_stringify)
+
+    def is_function_like(value: Any) -> bool:
+        return (
+            Utils.is_function(value)
+            or isinstance(value, jparser.Parser.Symbol)
+            or (not isinstance(value, (str, int, float, dict, list)) and jfunctions.Functions.is_regex(value))
+        )
+
+    return SimpleNamespace(
+        Jsonata=jcore.Jsonata,
+        JException=JException,
+        Utils=Utils,
+        Functions=jfunctions.Functions,
+        is_function_like=is_function_like,
+    )
+
+
+def _library_print(*args: Any, **_ignored: Any) -> None:
+    log.debug("jsonata-python: %s", " ".join(str(a) for a in args))

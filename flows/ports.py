@@ -1,0 +1,76 @@
+"""What the engine needs from storage, as Protocols; ``app/stores.py`` implements them.
+
+The engine never imports the web layer or an ORM: the worker's composition root hands it
+objects that satisfy these protocols (Kestra's repository interfaces, in Python).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connectors.base import SendResult
+from flows.results import DeliveryStatus, RunResult
+
+
+@dataclass(frozen=True)
+class ResolvedConnection:
+    connector_key: str
+    config: Mapping[str, Any]
+    secrets: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    status: DeliveryStatus
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    run_id: int
+    attempts: int
+    payload: Any
+    definition: Mapping[str, Any]
+
+
+class ConnectionResolver(Protocol):
+    def resolve(self, connection_id: int) -> ResolvedConnection | None:
+        """The connection's config with its secrets decrypted, or None if it is gone."""
+
+
+class DeliveryLedger(Protocol):
+    """One row per (run, destination step): what was sent, acknowledged or given up."""
+
+    def get(self, run_id: int, step_id: str) -> DeliveryRecord | None: ...
+
+    def begin(self, run_id: int, step_id: str, idempotency_key: str) -> int:
+        """Record (and commit) an attempt in flight; return its attempt number (1-based)."""
+
+    def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None: ...
+
+    def fail(
+        self,
+        run_id: int,
+        step_id: str,
+        *,
+        status: DeliveryStatus,
+        error: str,
+        response_code: int | None,
+        response_excerpt: str,
+    ) -> None: ...
+
+
+class RunStore(Protocol):
+    def claim(self, run_id: int, lease_seconds: float) -> ClaimedRun | None:
+        """Atomically take a queued run (or one whose lease expired); None if not ours."""
+
+    def extend_lease(self, run_id: int, lease_seconds: float) -> None: ...
+
+    def finish(self, claimed: ClaimedRun, result: RunResult) -> bool:
+        """Store step results and the outcome; RETRYING schedules the next attempt.
+
+        ``claimed.attempts`` fences the write: if the lease expired and another worker has
+        claimed the run since, nothing is written and False is returned.
+        """

@@ -1,0 +1,237 @@
+"""Validate a flow document and report *every* problem with a JSON-pointer path.
+
+Checks, in order: the JSON Schema; step ids and edges (unique ids, dangling edges, cycles,
+steps reachable from the trigger along exactly one path); at least one destination; JSONata
+syntax (with the position inside the expression); connectors, connections and their config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from connectors.base import ConnectorError
+from connectors.config import config_problems
+from connectors.registry import ConnectorRegistry
+from flows import mapping
+from flows.definition import TRIGGER_NODE_ID, load_flow_schema
+
+# Given a connection id, the connector key of that stored connection, or None if unknown.
+ConnectionLookup = Callable[[int], "str | None"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    code: str
+    message: str
+    position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["position"] is None:
+            del data["position"]
+        return data
+
+
+@lru_cache(maxsize=1)
+def _schema_validator() -> Draft202012Validator:
+    return Draft202012Validator(load_flow_schema())
+
+
+def _pointer(parts: Any) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def validate(
+    doc: Any, registry: ConnectorRegistry, connection_lookup: ConnectionLookup
+) -> list[Problem]:
+    """Return all problems of ``doc``; an empty list means it can be saved and submitted."""
+    schema_errors = sorted(_schema_validator().iter_errors(doc), key=lambda e: list(e.path))
+    if schema_errors:
+        # Structural errors make the graph checks meaningless; report them all and stop.
+        return [
+            Problem(path=_pointer(e.absolute_path), code="schema", message=e.message)
+            for e in schema_errors
+        ]
+    problems = _graph_problems(doc)
+    problems += _expression_problems(doc)
+    problems += _connector_problems(doc, registry, connection_lookup)
+    return problems
+
+
+def _graph_problems(doc: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    index_of: dict[str, int] = {}
+    for i, step in enumerate(doc["steps"]):
+        if step["id"] == TRIGGER_NODE_ID or step["id"] in index_of:
+            problems.append(
+                Problem(f"/steps/{i}/id", "duplicate_id", f"step id '{step['id']}' is not unique")
+            )
+        else:
+            index_of[step["id"]] = i
+
+    parents: dict[str, list[str]] = {}
+    for i, edge in enumerate(doc["edges"]):
+        for end in ("from", "to"):
+            node = edge[end]
+            if node != TRIGGER_NODE_ID and node not in index_of:
+                problems.append(
+                    Problem(f"/edges/{i}/{end}", "dangling_edge", f"no step with id '{node}'")
+                )
+        if edge["to"] == TRIGGER_NODE_ID:
+            problems.append(
+                Problem(f"/edges/{i}/to", "edge_into_trigger", "nothing can flow into the trigger")
+            )
+        parents.setdefault(edge["to"], []).append(edge["from"])
+
+    for step_id, step_parents in parents.items():
+        if step_id in index_of and len(step_parents) > 1:
+            problems.append(
+                Problem(
+                    f"/steps/{index_of[step_id]}",
+                    "multiple_inputs",
+                    f"step '{step_id}' has {len(step_parents)} incoming edges; a step takes one",
+                )
+            )
+    problems += _cycle_and_reach_problems(doc, index_of)
+    if not any(step["type"] == "deliver" for step in doc["steps"]):
+        problems.append(Problem("/steps", "no_destination", "the flow delivers nowhere"))
+    return problems
+
+
+def _cycle_and_reach_problems(doc: Mapping[str, Any], index_of: dict[str, int]) -> list[Problem]:
+    children: dict[str, list[str]] = {}
+    for edge in doc["edges"]:
+        children.setdefault(edge["from"], []).append(edge["to"])
+
+    problems: list[Problem] = []
+    # Iterative DFS with colours: grey = on the current path (a back edge is a cycle).
+    colour: dict[str, str] = {}
+    for root in [TRIGGER_NODE_ID, *index_of]:
+        if root in colour:
+            continue
+        stack = [(root, iter(children.get(root, [])))]
+        colour[root] = "grey"
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                colour[node] = "black"
+                stack.pop()
+            elif colour.get(nxt) == "grey":
+                where = f"/steps/{index_of[nxt]}" if nxt in index_of else "/edges"
+                problems.append(Problem(where, "cycle", f"edges form a cycle through '{nxt}'"))
+            elif nxt not in colour:
+                colour[nxt] = "grey"
+                stack.append((nxt, iter(children.get(nxt, []))))
+
+    reachable: set[str] = set()
+    frontier = [TRIGGER_NODE_ID]
+    while frontier:
+        node = frontier.pop()
+        for child in children.get(node, []):
+            if child not in reachable:
+                reachable.add(child)
+                frontier.append(child)
+    for step_id, i in index_of.items():
+        if step_id not in reachable:
+            problems.append(
+                Problem(f"/steps/{i}", "unreachable", f"step '{step_id}' is not connected to the trigger")
+            )
+    return problems
+
+
+def _expression_problems(doc: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, step in enumerate(doc["steps"]):
+        field = {"map": "expression", "filter": "condition"}.get(step["type"])
+        if field is None:
+            continue
+        error = mapping.check_expression(step[field])
+        if error is not None:
+            problems.append(
+                Problem(
+                    f"/steps/{i}/{field}",
+                    "invalid_expression",
+                    f"{error.code}: {error.message}",
+                    position=error.position,
+                )
+            )
+    business_key = (doc["trigger"].get("config") or {}).get("business_key")
+    if isinstance(business_key, str) and business_key:
+        error = mapping.check_expression(business_key)
+        if error is not None:
+            problems.append(
+                Problem(
+                    "/trigger/config/business_key",
+                    "invalid_expression",
+                    f"{error.code}: {error.message}",
+                    position=error.position,
+                )
+            )
+    return problems
+
+
+def _connector_problems(
+    doc: Mapping[str, Any], registry: ConnectorRegistry, connection_lookup: ConnectionLookup
+) -> list[Problem]:
+    problems: list[Problem] = []
+    trigger = doc["trigger"]
+    problems += _one_connector(
+        "/trigger", trigger["type"], "trigger", trigger.get("config") or {}, registry
+    )
+    for i, step in enumerate(doc["steps"]):
+        if step["type"] != "deliver":
+            continue
+        base = f"/steps/{i}"
+        found = _one_connector(base, step["connector"], "destination", step.get("config") or {}, registry)
+        problems += found
+        if any(p.code == "unknown_connector" for p in found):
+            continue
+        spec = registry.spec(step["connector"])
+        connection_id = step.get("connection_id")
+        if connection_id is None:
+            if spec.requires_connection:
+                problems.append(
+                    Problem(f"{base}/connection_id", "missing_connection", "choose a connection")
+                )
+            continue
+        stored_key = connection_lookup(connection_id)
+        if stored_key is None:
+            problems.append(
+                Problem(
+                    f"{base}/connection_id",
+                    "unknown_connection",
+                    f"connection {connection_id} does not exist",
+                )
+            )
+        elif stored_key != spec.key:
+            problems.append(
+                Problem(
+                    f"{base}/connection_id",
+                    "connection_mismatch",
+                    f"connection {connection_id} is a '{stored_key}' connection, not '{spec.key}'",
+                )
+            )
+    return problems
+
+
+def _one_connector(
+    base: str, key: str, kind: str, config: Mapping[str, Any], registry: ConnectorRegistry
+) -> list[Problem]:
+    field = "type" if kind == "trigger" else "connector"
+    try:
+        spec = registry.spec(key)
+    except ConnectorError:
+        return [Problem(f"{base}/{field}", "unknown_connector", f"no connector '{key}'")]
+    if spec.kind != kind:
+        return [Problem(f"{base}/{field}", "unknown_connector", f"'{key}' is not a {kind}")]
+    return [
+        Problem(f"{base}/config{path}", "invalid_config", message)
+        for path, message in config_problems(spec.step_schema, dict(config))
+    ]

@@ -1,0 +1,43 @@
+import Link from './Link.jsx';
+
+const NAV = [
+  { to: '/flows', label: 'Flows' },
+  { to: '/runs', label: 'Runs' },
+];
+
+export default function AppHeader({ path, user, onSignOut, signingOut }) {
+  return (
+    <header className="app-header">
+      <div className="app-header-inner">
+        <Link to="/flows" className="brand">
+          <span className="brand-mark" aria-hidden="true" /> Flowgate
+        </Link>
+        <nav aria-label="Main">
+          <ul>
+            {NAV.map((item) => {
+              const current = path === item.to || path.startsWith(`${item.to}/`);
+              return (
+                <li key={item.to}>
+                  <Link to={item.to} aria-current={current ? 'page' : undefined}>
+                    {item.label}
+                  </Link>
+                </li>
+              );
+            })}
+          </ul>
+        </nav>
+        <div className="user-box">
+          <span className="user-email" title="Signed in as">
+            {user.email}
+          </span>
+          <span className="role-badge" title="Role">
+            {user.role}
+          </span>
+          <button type="button" className="button button-ghost" onClick={onSignOut} disabled={signingOut}>
+            Sign out
+          </button>
+        </div>
+      </div>
+    </header>
+  );
+}

@@ -1,0 +1,13 @@
+import Link from './Link.jsx';
+import PageHeading from './PageHeading.jsx';
+
+export default function NotFoundPage() {
+  return (
+    <>
+      <PageHeading title="Page not found" />
+      <p>
+        There is nothing here. Go to <Link to="/flows">Flows</Link> or <Link to="/runs">Runs</Link>.
+      </p>
+    </>
+  );
+}
