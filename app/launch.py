@@ -95,13 +95,28 @@ def main() -> int:
             print(f"Flowgate did not become healthy at {url}/healthz within 60 s", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
+    # SIGTERM (a service manager, `timeout`) gets the same orderly stop as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return honcho.wait()
     except KeyboardInterrupt:
         honcho.send_signal(signal.SIGINT)  # honcho stops every process it started
         return honcho.wait()
     finally:
-        del embedded  # the embedded redis-server stops with its last handle
+        if embedded is not None:
+            _stop_embedded(embedded)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_embedded(server: object) -> None:
+    """Stop the embedded redis-server now that every process using it has exited."""
+    try:
+        server.shutdown(save=True, now=True, force=True)  # type: ignore[attr-defined]
+    except Exception:  # the server closes the connection as it stops; that is success
+        pass
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ to ``EgressPolicy.from_cidrs``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import re
 import socket
 import sys
 from collections.abc import Iterable
@@ -146,11 +148,15 @@ class EgressPolicy:
     allowed_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def from_cidrs(cls, cidrs: Iterable[str]) -> EgressPolicy:
-        """Build a policy from CIDR strings; blank entries are skipped (``"a, b,"`` splits).
+    def from_cidrs(cls, cidrs: Iterable[str] | str) -> EgressPolicy:
+        """Build a policy from CIDR strings; blank entries are skipped.
 
+        A single string is split on commas and whitespace, as ``FLOWGATE_EGRESS_ALLOW`` is
+        written (iterating it character by character would be a silent misconfiguration).
         Raises ``ValueError`` naming the bad entry, e.g. a typo or host bits set.
         """
+        if isinstance(cidrs, str):
+            cidrs = re.split(r"[,\s]+", cidrs)
         networks: list[IPNetwork] = []
         for raw in cidrs:
             text = raw.strip()
@@ -183,10 +189,8 @@ def _parse_cidr(text: str) -> IPNetwork:
         network = ipaddress.ip_network(text)
     except ValueError as exc:
         hint = ""
-        try:
+        with contextlib.suppress(ValueError):  # only "host bits set" has a sensible guess
             hint = f"; did you mean {ipaddress.ip_network(text, strict=False)}?"
-        except ValueError:
-            pass
         raise ValueError(f"invalid CIDR {text!r} in {ALLOW_ENV_VAR}: {exc}{hint}") from None
     # Match the unmapping done for addresses, so ::ffff:10.0.0.0/104 means 10.0.0.0/8.
     if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED_V6):
@@ -215,8 +219,9 @@ def _open_checked_socket(conn: HTTPConnection, policy: EgressPolicy) -> socket.s
     timeout = Timeout.resolve_default_timeout(conn.timeout)
     error: OSError = OSError(f"getaddrinfo returned no addresses for {host}")
     for family, socktype, proto, _canonname, sockaddr in infos:
-        sock = socket.socket(family, socktype, proto)
+        sock = None
         try:
+            sock = socket.socket(family, socktype, proto)
             for option in conn.socket_options or ():
                 sock.setsockopt(*option)
             sock.settimeout(timeout)
@@ -224,7 +229,8 @@ def _open_checked_socket(conn: HTTPConnection, policy: EgressPolicy) -> socket.s
                 sock.bind(conn.source_address)
             sock.connect(sockaddr)
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             error = exc
             continue
         sys.audit("http.client.connect", conn, conn.host, conn.port)

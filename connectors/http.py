@@ -40,6 +40,7 @@ RESERVED_HEADERS = frozenset(
         "transfer-encoding",
     }
 )
+_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _DEFAULT_API_KEY_HEADER = "X-API-Key"
 _DEFAULT_TIMEOUT_SECONDS = 10.0
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # RFC 9110 header field name
@@ -156,7 +157,7 @@ STEP_SCHEMA: dict[str, Any] = {
             "type": "string",
             "title": "Method",
             "description": "HTTP method of the request.",
-            "enum": ["POST", "PUT", "PATCH", "DELETE"],
+            "enum": list(_METHODS),
             "default": "POST",
         },
         "path": {
@@ -208,7 +209,9 @@ class HttpDestination(Destination):
         redact, auth_headers = _auth(config, ctx.secrets)
         step = ctx.step_config
         method = str(step.get("method", "POST"))
-        url = _join_url(str(config["base_url"]), str(step.get("path", "/")))
+        if method not in _METHODS:
+            raise ConnectorError(f"method {method!r} is not one of {', '.join(_METHODS)}")
+        url = _join_url(_base_url(config), str(step.get("path", "/")))
         headers = _request_headers(config, step, auth_headers)
         headers["Idempotency-Key"] = idempotency_key
         timeout = _timeout(ctx)
@@ -225,7 +228,7 @@ class HttpDestination(Destination):
                 stream=True,
             )
         except requests.RequestException as exc:
-            raise transport_error(exc, redact) from exc
+            raise transport_error(exc, redact, url=url, timeout=timeout) from exc
         try:
             excerpt = read_excerpt(response, redact)
         finally:
@@ -246,15 +249,17 @@ class HttpDestination(Destination):
         """GET the base URL; any answer below 500 means the API is reachable."""
         config = ctx.connection_config
         try:
+            base_url = _base_url(config)
             redact, auth_headers = _auth(config, ctx.secrets)
             headers = _request_headers(config, {}, auth_headers)
         except ConnectorError as exc:
             return CheckResult(ok=False, message=exc.message)
+        headers.pop("Content-Type", None)  # a GET has no body
         timeout = _timeout(ctx)
         started = time.monotonic()
         try:
             response = ctx.http.get(
-                str(config["base_url"]),
+                base_url,
                 headers=headers,
                 timeout=(timeout, timeout),
                 allow_redirects=False,
@@ -263,7 +268,8 @@ class HttpDestination(Destination):
         except ConnectorError as exc:  # EgressDenied
             return CheckResult(ok=False, message=exc.message)
         except requests.RequestException as exc:
-            return CheckResult(ok=False, message=transport_error(exc, redact).message)
+            error = transport_error(exc, redact, url=base_url, timeout=timeout)
+            return CheckResult(ok=False, message=error.message)
         response.close()
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if response.status_code >= 500:
@@ -277,6 +283,13 @@ class HttpDestination(Destination):
 
 def _timeout(ctx: ConnectorContext) -> float:
     return float(ctx.connection_config.get("timeout_seconds", ctx.timeout_seconds))
+
+
+def _base_url(config: Mapping[str, Any]) -> str:
+    base_url = config.get("base_url")
+    if not isinstance(base_url, str) or not re.search(_BASE_URL_PATTERN, base_url):
+        raise ConnectorError("the connection's base_url is missing or not an http(s) URL")
+    return base_url
 
 
 def _join_url(base_url: str, path: str) -> str:
@@ -293,9 +306,7 @@ def _encode(message: Any) -> bytes:
         raise ConnectorError(f"message cannot be sent as JSON: {exc}") from None
 
 
-def _auth(
-    config: Mapping[str, Any], secrets: Mapping[str, str]
-) -> tuple[Redactor, dict[str, str]]:
+def _auth(config: Mapping[str, Any], secrets: Mapping[str, str]) -> tuple[Redactor, dict[str, str]]:
     """The auth header for the configured type, and a redactor for every secret involved."""
     redact = Redactor(secrets.values())
     auth = config.get("auth", "none")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import requests
 
@@ -93,17 +94,23 @@ def error_for_status(
     )
 
 
-def transport_error(exc: requests.RequestException, redact: Redact) -> ConnectorError:
+def transport_error(
+    exc: requests.RequestException, redact: Redact, *, url: str, timeout: float
+) -> ConnectorError:
     """Classify a failure before any response arrived (timeouts, refused connections...)."""
+    parts = urlsplit(url)
+    target = f"{parts.scheme}://{parts.netloc}"  # no path: keep messages short and generic
     reason = redact(_root_cause(exc))
+    if isinstance(exc, requests.ConnectTimeout):
+        return RetryableConnectorError(f"could not connect to {target} within {timeout:g} s")
     if isinstance(exc, requests.Timeout):
-        return RetryableConnectorError(f"request timed out: {reason}")
+        return RetryableConnectorError(f"no response from {target} within {timeout:g} s")
     if isinstance(exc, requests.exceptions.SSLError):
         # A certificate problem is configuration, not a blip: retrying for an hour won't help.
-        return ConnectorError(f"TLS handshake failed: {reason}")
+        return ConnectorError(f"TLS handshake with {target} failed: {reason}")
     if isinstance(exc, requests.ConnectionError):
-        return RetryableConnectorError(f"could not connect: {reason}")
-    return ConnectorError(f"request could not be sent: {reason}")
+        return RetryableConnectorError(f"could not connect to {target}: {reason}")
+    return ConnectorError(f"request to {target} could not be sent: {reason}")
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -42,9 +42,12 @@ class Redactor:
 
 
 def _variants(secret: str) -> set[str]:
-    return {
-        secret,
-        json.dumps(secret, ensure_ascii=False)[1:-1],  # as it appears inside a JSON string
-        json.dumps(secret)[1:-1],
-        quote(secret, safe=""),  # as it appears in a query string or form body
-    } - {""}
+    return (
+        {
+            secret,
+            json.dumps(secret, ensure_ascii=False)[1:-1],  # as it appears inside a JSON string
+            json.dumps(secret)[1:-1],
+            quote(secret, safe=""),  # as it appears in a query string or form body
+        }
+        - {""}
+    )

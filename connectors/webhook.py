@@ -28,7 +28,7 @@ STEP_SCHEMA: dict[str, Any] = {
             "type": "string",
             "title": "Business key",
             "description": "JSONata expression naming the business object, used to dedupe "
-            'and to search runs, e.g. $string(order_number).',
+            "and to search runs, e.g. $string(order_number).",
             "minLength": 1,
             "maxLength": 1000,
         },

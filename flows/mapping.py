@@ -477,13 +477,14 @@ def _stringify(arg: Any, prettify: bool) -> str:
 
     The library's version formats a top-level number with 15 digits (so 16-digit ids come
     out as 1.23456789012346e+15), leaves nested numbers unrounded, escapes non-ASCII text
-    and fails on regexes.
+    and fails on regexes. This runs for every ``&`` operand that is not a string.
     """
-    lib = _library()
-    if lib.is_function_like(arg):
+    if type(arg) is int:  # the common case: an id or a quantity
+        return _format_number(arg)
+    if not isinstance(arg, (str, int, float, dict, list)) and _library().is_function_like(arg):
         return ""
     if isinstance(arg, float) and not math.isfinite(arg):
-        raise lib.JException("D3001", -1, arg)
+        raise _library().JException("D3001", -1, arg)
     text = _json_text(arg, "  " if prettify else None, "")
     if _SURROGATE.search(text):  # lone surrogates: escaped, as JSON.stringify does
         text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
@@ -491,19 +492,16 @@ def _stringify(arg: Any, prettify: bool) -> str:
 
 
 def _json_text(value: Any, indent: str | None, prefix: str) -> str:
+    """JSON.stringify(value, replacer, indent) as jsonata-js calls it (functions give "")."""
     lib = _library()
-    if value is None or value is lib.Utils.NULL_VALUE:
-        return "null"
-    if value is True or value is False:
-        return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if value is True or value is False:
+        return "true" if value else "false"
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise lib.JException("D1001", -1, value)
         return _format_number(value)
-    if lib.is_function_like(value):
-        return '""'
     if isinstance(value, dict):
         items = [(json.dumps(str(k), ensure_ascii=False), v) for k, v in value.items()]
         opener, closer = "{", "}"
@@ -512,6 +510,10 @@ def _json_text(value: Any, indent: str | None, prefix: str) -> str:
             value = [value[i] for i in range(len(value))]
         items = [(None, v) for v in value]
         opener, closer = "[", "]"
+    elif value is None or value is lib.Utils.NULL_VALUE:
+        return "null"
+    elif lib.is_function_like(value):
+        return '""'
     else:
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
     if not items:
@@ -547,6 +549,7 @@ def _load_library() -> SimpleNamespace:
     from jsonata import functions as jfunctions
     from jsonata import jsonata as jcore
     from jsonata import parser as jparser
+    from jsonata import tokenizer as jtokenizer
     from jsonata.jexception import JException
     from jsonata.utils import Utils
 
@@ -558,6 +561,7 @@ def _load_library() -> SimpleNamespace:
     jparser.print = _library_print
     # $string() and `&` stringify through Functions._string (see _stringify).
     jfunctions.Functions._string = staticmethod(_stringify)
+    jtokenizer.Tokenizer.next = _guard_tokenizer(jtokenizer.Tokenizer.next, JException)
 
     def is_function_like(value: Any) -> bool:
         return (
@@ -573,6 +577,31 @@ def _load_library() -> SimpleNamespace:
         Functions=jfunctions.Functions,
         is_function_like=is_function_like,
     )
+
+
+def _guard_tokenizer(next_token: Any, jexception: type[Exception]) -> Any:
+    """Wrap ``Tokenizer.next``, which indexes past the end of the text after a comment.
+
+    Unpatched, ``total /* gross */`` (a comment ending the expression) and an unclosed
+    ``/*`` both fail with IndexError. The reference accepts the first and reports S0106
+    for the second; any other overrun is an unexpected end of expression (S0207).
+    """
+
+    def next_guarded(self: Any, prefix: bool) -> Any:
+        start = self.position
+        try:
+            return next_token(self, prefix)
+        except IndexError:
+            rest = self.path[start:]
+            comment = rest.lstrip(" \t\n\r")
+            if comment.startswith("/*") and "*/" in comment[2:]:
+                self.position = self.length
+                return None  # the comment was the end of the expression
+            if comment.startswith("/*"):
+                raise jexception("S0106", start + len(rest) - len(comment)) from None
+            raise jexception("S0207", self.length) from None
+
+    return next_guarded
 
 
 def _library_print(*args: Any, **_ignored: Any) -> None:

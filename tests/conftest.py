@@ -143,10 +143,18 @@ def client(app: Any) -> Any:
 
 
 @pytest.fixture
-def make_user(app: Any) -> Any:
+def make_user(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """make_user("owner") -> (user, headers with a Bearer token)."""
+    from werkzeug.security import generate_password_hash
+
     from app.auth import issue_token
+    from app.services import users
     from app.services.users import create_user
+
+    # scrypt costs ~150 ms per user; tests only need a real, checkable hash.
+    monkeypatch.setattr(
+        users, "generate_password_hash", lambda pw: generate_password_hash(pw, "pbkdf2:sha256:1000")
+    )
 
     counter = iter(range(1, 1000))
 

@@ -1,0 +1,93 @@
+"""Connections: config checked against the connector schema; secrets are write-only."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditEvent, Connection
+
+
+def create(client, headers, **overrides):
+    body = {
+        "name": "ERP",
+        "connector": "http",
+        "config": {"base_url": "https://erp.example.com", "auth": "basic", "username": "flowgate"},
+        "secrets": {"password": "hunter2-very-secret"},
+    }
+    body.update(overrides)
+    return client.post("/api/v1/connections", json=body, headers=headers)
+
+
+def test_secrets_are_never_returned_and_are_encrypted_at_rest(client, make_user):
+    _, headers = make_user("admin")
+    response = create(client, headers)
+    assert response.status_code == 201
+    created = response.get_json()
+    assert created["has_password"] is True
+    assert created["has_token"] is False and created["has_api_key"] is False
+    assert created["config"]["timeout_seconds"] == 10  # defaults are made explicit
+    for url in ("/api/v1/connections", f"/api/v1/connections/{created['id']}"):
+        text = client.get(url, headers=headers).get_data(as_text=True)
+        assert "hunter2-very-secret" not in text
+    row = db.session.get(Connection, created["id"])
+    assert "hunter2" not in row.secrets_encrypted and row.secrets_encrypted
+    audit = db.session.execute(select(AuditEvent)).scalars().all()
+    assert "hunter2" not in json.dumps([a.detail for a in audit])
+
+
+def test_sending_the_mask_back_keeps_the_secret_and_null_removes_it(client, make_user, app):
+    from app.runtime import secret_box
+
+    _, headers = make_user("admin")
+    created = create(client, headers).get_json()
+    url = f"/api/v1/connections/{created['id']}"
+    kept = client.patch(url, json={"name": "ERP prod", "secrets": {"password": "********"}}, headers=headers)
+    assert kept.status_code == 200 and kept.get_json()["has_password"] is True
+    row = db.session.get(Connection, created["id"])
+    assert secret_box(app).decrypt(row.secrets_encrypted) == {"password": "hunter2-very-secret"}
+    removed = client.patch(url, json={"secrets": {"password": None}}, headers=headers)
+    assert removed.get_json()["has_password"] is False
+
+
+def test_config_problems_are_listed_with_paths(client, make_user):
+    _, headers = make_user("admin")
+    response = create(client, headers, config={"base_url": "ftp://x", "auth": "magic", "bogus": 1})
+    assert response.status_code == 422
+    paths = {p["path"] for p in response.get_json()["problems"]}
+    assert {"/config/base_url", "/config/auth", "/config/bogus"} <= paths
+
+
+def test_unknown_connector_and_unknown_secret_field_are_422(client, make_user):
+    _, headers = make_user("admin")
+    assert create(client, headers, connector="carrier-pigeon").status_code == 422
+    bad = create(client, headers, secrets={"passwd": "x"})
+    assert bad.status_code == 422 and bad.get_json()["problems"][0]["path"] == "/secrets/passwd"
+
+
+def test_unknown_fields_in_the_body_are_refused(client, make_user):
+    _, headers = make_user("admin")
+    response = create(client, headers, colour="blue")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert "colour" in response.get_json()["errors"]["json"]
+
+
+def test_check_reaches_a_local_server(client, make_user, sink):
+    _, headers = make_user("admin")
+    created = create(client, headers, name="Sink", config={"base_url": sink.url}, secrets={}).get_json()
+    result = client.post(f"/api/v1/connections/{created['id']}/test", headers=headers).get_json()
+    assert result["ok"] is True, result
+    assert len(sink.requests) == 1
+
+
+def test_check_refuses_private_address_outside_the_allowlist(client, make_user, app):
+    _, headers = make_user("admin")
+    created = create(
+        client, headers, name="Metadata", config={"base_url": "http://169.254.169.254/latest"},
+        secrets={},
+    ).get_json()
+    result = client.post(f"/api/v1/connections/{created['id']}/test", headers=headers).get_json()
+    assert result["ok"] is False and "169.254.169.254" in result["message"]

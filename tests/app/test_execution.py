@@ -1,0 +1,196 @@
+"""The worker path: retries with the same key, dead letters with reasons, recovery sweeps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import Delivery, Run
+from app.models._types import utcnow
+from app.services.sweep import sweep
+from tests.app.test_walking_skeleton import ORDER, definition, live_flow
+from tests.support.sink import Answer
+
+
+def post_order(client, ctx, payload=ORDER) -> int:
+    response = client.post(f"/hooks/{ctx['flow']['slug']}", json=payload)
+    assert response.status_code == 202
+    return response.get_json()["run_id"]
+
+
+def run_row(run_id: int) -> Run:
+    db.session.expire_all()
+    return db.session.get(Run, run_id)
+
+
+def make_due(run_id: int) -> None:
+    db.session.execute(
+        update(Run).where(Run.id == run_id).values(next_attempt_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+
+def test_transient_failure_is_retried_with_the_same_idempotency_key(client, make_user, sink, run_worker, app):
+    ctx = live_flow(client, make_user, sink)
+    sink.scripted = [Answer(status=503, headers={"Retry-After": "0"}), Answer(status=201)]
+    run_id = post_order(client, ctx)
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "retrying" and run.next_attempt_at is not None
+    assert "503" in (run.deliveries[0].last_error or "") or run.deliveries[0].response_code == 503
+    make_due(run_id)
+    assert sweep(app)["due_retries"] == 1
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "succeeded" and run.attempts == 2
+    keys = [r.headers["Idempotency-Key"] for r in sink.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert run.deliveries[0].attempts == 2 and run.deliveries[0].status == "acknowledged"
+
+
+def test_permanent_4xx_dead_letters_at_once_with_reason(client, make_user, sink, run_worker):
+    ctx = live_flow(client, make_user, sink)
+    sink.default = Answer(status=400, body=b'{"error": "unknown sku"}')
+    run_id = post_order(client, ctx)
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "dead_lettered"
+    assert "send_oms" in run.reason and "permanent" in run.reason
+    delivery = run.deliveries[0]
+    assert delivery.status == "dead_lettered" and delivery.response_code == 400
+    assert "unknown sku" in delivery.response_excerpt
+    assert len(sink.requests) == 1
+
+
+def test_exhausted_retries_dead_letter(client, make_user, sink, run_worker, app):
+    ctx = live_flow(client, make_user, sink)  # the definition allows 3 attempts
+    sink.default = Answer(status=500)
+    run_id = post_order(client, ctx)
+    for _ in range(3):
+        run_worker()
+        if run_row(run_id).status == "retrying":
+            make_due(run_id)
+            sweep(app)
+    run = run_row(run_id)
+    assert run.status == "dead_lettered" and "gave up after 3 attempts" in run.reason
+    assert len(sink.requests) == 3
+
+
+def test_filtered_order_sends_nothing(client, make_user, sink, run_worker):
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx, dict(ORDER, financial_status="pending"))
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "filtered" and sink.requests == []
+    assert [(s.step_id, s.status) for s in run.steps] == [("only_paid", "filtered")]
+
+
+def test_worker_killed_mid_delivery_is_recovered_and_resent_with_same_key(client, make_user, sink, run_worker, app):
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx)
+    # What a kill -9 leaves behind: the run claimed with a lease, a delivery "sending".
+    db.session.execute(
+        update(Run).where(Run.id == run_id).values(
+            status="running", attempts=1, lease_until=utcnow() - timedelta(seconds=1)
+        )
+    )
+    db.session.add(Delivery(run_id=run_id, step_id="send_oms", status="sending", attempts=1,
+                            idempotency_key="will-be-the-same"))
+    db.session.commit()
+    from app.redis_conn import get_redis
+
+    get_redis(app).flushdb()  # and the RQ job is gone with the worker
+    assert sweep(app)["expired_leases"] == 1
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "succeeded" and run.attempts == 2
+    assert len(sink.requests) == 1
+
+
+def test_acknowledged_delivery_is_not_sent_again(client, make_user, sink, run_worker, app):
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx)
+    run_worker()
+    assert len(sink.requests) == 1
+    db.session.execute(update(Run).where(Run.id == run_id).values(status="queued"))
+    db.session.commit()
+    from app.queues import enqueue_runs
+
+    enqueue_runs(app, [run_id])
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "succeeded" and len(sink.requests) == 1
+    assert run.steps[-1].status == "skipped"
+
+
+def test_queued_run_without_a_job_is_enqueued_by_the_sweep(client, make_user, sink, run_worker, app):
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx)
+    from app.redis_conn import get_redis
+
+    get_redis(app).flushdb()  # crash between commit and enqueue
+    app.config["FLOWGATE_REQUEUE_AFTER_SECONDS"] = 0
+    db.session.execute(
+        update(Run).where(Run.id == run_id).values(enqueued_at=utcnow() - timedelta(seconds=5))
+    )
+    db.session.commit()
+    assert sweep(app)["stale_queued"] == 1
+    assert sweep(app)["stale_queued"] == 0  # its job is alive now: not enqueued twice
+    run_worker()
+    assert run_row(run_id).status == "succeeded" and len(sink.requests) == 1
+
+
+def test_duplicate_jobs_for_one_run_deliver_once(client, make_user, sink, run_worker, app):
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx)
+    from app.queues import run_queue
+
+    queue = run_queue(app)
+    queue.enqueue("flows.jobs.execute_run", run_id, job_id="dup-job")
+    run_worker()
+    assert run_row(run_id).status == "succeeded" and len(sink.requests) == 1
+
+
+def test_fan_out_delivers_to_each_destination_with_its_own_key(client, make_user, sink, run_worker):
+    ctx = live_flow(client, make_user, sink)
+    analyst_h = ctx["headers"]
+    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0]["id"]
+    doc = definition(connection_id)
+    doc["steps"].append({"id": "send_archive", "type": "deliver", "connector": "http",
+                         "connection_id": connection_id, "config": {"path": "/archive"}})
+    doc["edges"].append({"from": "to_oms_order", "to": "send_archive"})
+    flow_id = ctx["flow"]["id"]
+    number = client.put(f"/api/v1/flows/{flow_id}/draft", json={"definition": doc},
+                        headers=analyst_h).get_json()["version"]
+    base = f"/api/v1/flows/{flow_id}/versions/{number}"
+    client.post(f"{base}/submit", headers=analyst_h)
+    assert client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"]).status_code == 200
+    run_id = post_order(client, ctx)
+    run_worker()
+    assert run_row(run_id).status == "succeeded"
+    assert sorted(r.path for r in sink.requests) == ["/archive", "/orders"]
+    assert len(set(sink.effects())) == 2
+
+
+def test_mapping_error_at_run_time_dead_letters_with_the_code(client, make_user, sink, run_worker):
+    ctx = live_flow(client, make_user, sink)
+    analyst_h = ctx["headers"]
+    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0]["id"]
+    doc = definition(connection_id)
+    doc["steps"][1]["expression"] = "{'total': $number(note)}"
+    flow_id = ctx["flow"]["id"]
+    number = client.put(f"/api/v1/flows/{flow_id}/draft", json={"definition": doc},
+                        headers=analyst_h).get_json()["version"]
+    base = f"/api/v1/flows/{flow_id}/versions/{number}"
+    client.post(f"{base}/submit", headers=analyst_h)
+    client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"])
+    run_id = post_order(client, ctx, dict(ORDER, note="not a number"))
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "dead_lettered" and "to_oms_order" in run.reason
+    failed = [s for s in run.steps if s.status == "failed"][0]
+    assert failed.step_id == "to_oms_order" and failed.error["code"]
+    assert sink.requests == []
+    assert db.session.execute(select(Delivery)).first() is None

@@ -1,0 +1,115 @@
+"""Webhook intake: bad input gets a clear 4xx problem, never a 500; duplicates are deduped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Run
+from tests.app.test_walking_skeleton import ORDER, live_flow
+
+
+def run_count() -> int:
+    return db.session.execute(select(func.count(Run.id))).scalar_one()
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == status and body["title"]
+    return body
+
+
+@pytest.fixture
+def hook(client, make_user, sink):
+    ctx = live_flow(client, make_user, sink)
+    return f"/hooks/{ctx['flow']['slug']}"
+
+
+def test_unknown_or_not_live_flow_is_404(client, make_user):
+    _, headers = make_user("analyst")
+    flow = client.post("/api/v1/flows", json={"name": "Not live yet"}, headers=headers).get_json()
+    assert_problem(client.post(f"/hooks/{flow['slug']}", json=ORDER), 404)
+    assert_problem(client.post("/hooks/no-such-flow", json=ORDER), 404)
+    assert run_count() == 0
+
+
+def test_malformed_json_is_400(client, hook):
+    body = assert_problem(
+        client.post(hook, data=b'{"order": ', content_type="application/json"), 400
+    )
+    assert "malformed JSON" in body["detail"]
+    assert run_count() == 0
+
+
+def test_text_plain_is_415(client, hook):
+    assert_problem(client.post(hook, data=json.dumps(ORDER), content_type="text/plain"), 415)
+    assert_problem(client.post(hook, data=json.dumps(ORDER)), 415)  # no content type at all
+    assert run_count() == 0
+
+
+def test_100000_deep_array_is_400_not_500(client, hook):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = assert_problem(client.post(hook, data=deep, content_type="application/json"), 400)
+    assert "deep" in body["detail"]
+    assert run_count() == 0
+
+
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b'{"total": NaN}', "NaN"),
+        (b'{"total": Infinity}', "Infinity"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b"   ", "empty"),
+        (b'{"a": "unterminated}', "malformed"),
+    ],
+)
+def test_invalid_json_variants_are_400(client, hook, raw, why):
+    body = assert_problem(client.post(hook, data=raw, content_type="application/json"), 400)
+    assert why.lower() in body["detail"].lower()
+
+
+def test_brackets_inside_strings_do_not_count_as_depth(client, hook):
+    payload = dict(ORDER, note="[" * 500 + "{" * 500)
+    assert client.post(hook, json=payload).status_code == 202
+
+
+def test_body_over_limit_is_413(client, hook, app):
+    app.config["FLOWGATE_MAX_BODY_BYTES"] = 1000
+    assert_problem(client.post(hook, json=ORDER), 413)
+
+
+def test_json_with_charset_and_vendor_types_is_accepted(client, hook):
+    for content_type in ("application/json; charset=utf-8", "application/vnd.shop+json"):
+        response = client.post(hook, data=json.dumps(ORDER), content_type=content_type)
+        assert response.status_code == 202, response.get_json()
+
+
+def test_run_is_committed_before_202_even_without_redis(client, hook, app):
+    app.config["FLOWGATE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    app.extensions.pop("flowgate.redis", None)
+    response = client.post(hook, json=ORDER)
+    assert response.status_code == 202
+    run = db.session.get(Run, response.get_json()["run_id"])
+    assert run.status == "queued"  # the sweep will enqueue it when Redis is back
+
+
+def test_same_event_id_is_deduplicated_and_changed_body_is_422(client, make_user, sink):
+    ctx = live_flow(client, make_user, sink, event_id_header="X-Shopify-Event-Id")
+    hook = f"/hooks/{ctx['flow']['slug']}"
+    headers = {"X-Shopify-Event-Id": "evt-1"}
+    first = client.post(hook, json=ORDER, headers=headers)
+    assert first.status_code == 202
+    again = client.post(hook, json=ORDER, headers=headers)
+    assert again.status_code == 200
+    assert again.get_json() == {"run_id": first.get_json()["run_id"], "duplicate": True}
+    changed = client.post(hook, json=dict(ORDER, order_number=2), headers=headers)
+    body = assert_problem(changed, 422)
+    assert body["original_run_id"] == first.get_json()["run_id"]
+    assert_problem(client.post(hook, json=ORDER), 400)  # the declared header is required
+    assert run_count() == 1
