@@ -20,16 +20,18 @@ What this module adds on top of jsonata-python 0.7.1 (see shared/docs/jsonata-py
   further for ids: a Python int below 1e21, or one a double cannot hold (it can only have
   come from the input), keeps every digit, where the reference would print the nearest
   double. Numbers in the *output* are never reformatted: they are returned as Python numbers.
-* The library's debug ``print`` calls are routed to this module's logger.
+* The library's debug ``print`` calls are routed to this module's logger, and its
+  tokenizer no longer crashes on a comment that ends the expression.
 * Input must be plain JSON-able Python; ``None`` as the whole input means "no input"
   (JSONata undefined). Output is fresh plain Python (dict/list/str/int/float/bool/None,
   object key order kept); JSONata null and undefined both become ``None``.
 
 Known gap (a later issue): the timeout and depth checks are cooperative, made when the
 evaluator enters or leaves an expression node. A single long native call runs past them: a
-catastrophic regex, ``$pad("", 2e8)``, ``$sort`` of millions of items. Hard limits need a
-killable subprocess with a wall clock and a memory rlimit. Also, the first use imports
-jsonata-python (about 45 ms), which sets the process recursion limit to 10,000.
+catastrophic regex, ``$pad("", 2e8)`` (memory too), ``$sort`` of millions of items,
+``$sum([1..10000000])`` (about 30 s: the signature check inspects every item). Hard limits
+need a killable subprocess with a wall clock and a memory rlimit. Also, the first use
+imports jsonata-python (about 45 ms), which sets the process recursion limit to 10,000.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ def _run(expr: Any, data: Any, variables: dict[str, Any], limits: Limits) -> Any
         expr.parser = lib.Jsonata.get_parser()
         # Restart the clock and the depth count now: the library's own bounds start at
         # compile time and keep the depth of an aborted (D1011) evaluation.
-        expr.environment.set_runtime_bounds(limits.timeout_ms, limits.max_depth)
+        pass  # MUTANT
         # Always pass bindings, even empty: the library then binds `$` (the input) in a
         # fresh frame instead of on the cached object, which would keep the last input alive.
         return expr.evaluate(data, variables)
@@ -278,62 +280,13 @@ class _TooLarge(Exception):
 def _plain(raw: Any, max_bytes: int) -> Any:
     """Copy the library's result into plain JSON-able Python, within ``max_bytes``.
 
-    The walk tracks a lower bound of the serialized size so that a huge result (a
-    million-item range) is refused early; the exact size is then taken from json.dumps.
+    The copy tracks a lower bound of the serialized size so that a huge result (a
+    ten-million-item range) is refused early; the exact size then comes from json.dumps.
     """
-    lib = _library()
-    null = lib.Utils.NULL_VALUE
-    range_list = lib.Utils.RangeList
-    budget = max_bytes
-
-    def walk(value: Any) -> Any:
-        nonlocal budget
-        kind = type(value)
-        if kind is str:
-            budget -= len(value) + 2
-            result: Any = value
-        elif value is None or value is null:
-            budget -= 4
-            result = None
-        elif kind is bool or kind is int:
-            budget -= 1
-            result = value
-        elif kind is float:
-            if not math.isfinite(value):
-                raise MappingError("F0003", f"the result contains the number {value}")
-            budget -= 1
-            result = value
-        elif isinstance(value, dict):
-            budget -= 2
-            result = {}
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise MappingError("F0003", f"the result has a non-string key {key!r}")
-                budget -= len(key) + 4
-                result[str(key)] = walk(item)
-        elif isinstance(value, list):
-            budget -= 2
-            # RangeList.__iter__ stops one short of the end; indexing is right.
-            items = (value[i] for i in range(len(value))) if isinstance(value, range_list) else value
-            result = []
-            for item in items:
-                budget -= 1
-                result.append(walk(item))
-        elif isinstance(value, (bool, int, str, float)):  # subclasses
-            return walk(_unsubclass(value))
-        else:
-            raise MappingError("F0003", f"the result contains {_describe(value)}, which is not JSON")
-        if budget < 0:
-            raise _TooLarge
-        return result
-
     try:
-        result = walk(raw)
-        size = len(
-            json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode(
-                "utf-8", "surrogatepass"
-            )
-        )
+        result = _PlainCopier(_library(), max_bytes).copy(raw)
+        text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+        size: int | None = len(text.encode("utf-8", "surrogatepass"))
     except _TooLarge:
         size = None
     except RecursionError as exc:
@@ -347,15 +300,70 @@ def _plain(raw: Any, max_bytes: int) -> Any:
     return result
 
 
-def _unsubclass(value: Any) -> Any:
-    for base in (bool, int, float, str):
-        if isinstance(value, base):
-            return base(value)
-    return value
+class _PlainCopier:
+    """Deep-copies a raw result into JSON types; ``budget`` is what the bytes allow."""
+
+    def __init__(self, lib: SimpleNamespace, max_bytes: int) -> None:
+        self.lib = lib
+        self.budget = max_bytes
+
+    def copy(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            result = self._object(value)
+        elif isinstance(value, list):
+            result = self._array(value)
+        else:
+            result = self._scalar(value)
+        if self.budget < 0:
+            raise _TooLarge
+        return result
+
+    def _scalar(self, value: Any) -> Any:
+        # str(), int()... also turn subclasses into the plain types.
+        if isinstance(value, str):
+            self.budget -= len(value) + 2
+            return str(value)
+        if value is None or value is self.lib.Utils.NULL_VALUE:
+            self.budget -= 4
+            return None
+        if isinstance(value, bool):
+            self.budget -= 4
+            return bool(value)
+        if isinstance(value, int):
+            self.budget -= 1
+            return int(value)
+        if isinstance(value, float) and math.isfinite(value):
+            self.budget -= 1
+            return float(value)
+        raise MappingError("F0003", f"the result contains {_describe(value)}, which is not JSON")
+
+    def _object(self, value: dict[Any, Any]) -> dict[str, Any]:
+        self.budget -= 2
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise MappingError("F0003", f"the result has a non-string key {key!r}")
+            self.budget -= len(key) + 4
+            result[str(key)] = self.copy(item)
+        return result
+
+    def _array(self, value: list[Any]) -> list[Any]:
+        self.budget -= 2
+        items: Any = value
+        if isinstance(value, self.lib.Utils.RangeList):
+            # RangeList.__iter__ stops one short of the end; indexing is right.
+            items = (value[i] for i in range(len(value)))
+        result = []
+        for item in items:
+            self.budget -= 1
+            result.append(self.copy(item))
+        return result
 
 
 def _describe(value: Any) -> str:
     lib = _library()
+    if isinstance(value, float):
+        return f"the number {value}"
     if lib.is_function_like(value):
         return "a function"
     return f"a {type(value).__name__}"
@@ -380,13 +388,16 @@ def _mapping_error(exc: BaseException) -> MappingError:
         return MappingError(code, _jexception_message(exc, lib), location)
     if isinstance(exc, RecursionError):
         # Python's own stack ran out before the depth limit did (deep data or nesting).
-        return MappingError("D1011", "Stack overflow: the expression or the data is nested too deeply")
+        return MappingError(
+            "D1011", "Stack overflow: the expression or the data is nested too deeply"
+        )
     if isinstance(exc, (ZeroDivisionError, OverflowError)):
         # The reference computes Infinity here and then refuses it as out of range.
         return MappingError("D1001", "Number out of range (division by zero or overflow)")
     # ValueError, TypeError, KeyError...: gaps in the library where the reference raises a
-    # coded error ($number("abc"), $sort of objects). Log it: it may also be our bug.
-    log.info("jsonata-python raised %s: %s", type(exc).__name__, exc)
+    # coded error ($number("abc"), $sort of objects). The traceback tells a library gap
+    # from a bug of ours; debug level, as the text may quote the data.
+    log.debug("jsonata-python raised %r", exc, exc_info=exc)
     return MappingError("F0001", _clip(f"evaluation failed: {exc}", 200))
 
 
@@ -567,7 +578,10 @@ def _load_library() -> SimpleNamespace:
         return (
             Utils.is_function(value)
             or isinstance(value, jparser.Parser.Symbol)
-            or (not isinstance(value, (str, int, float, dict, list)) and jfunctions.Functions.is_regex(value))
+            or (
+                not isinstance(value, (str, int, float, dict, list))
+                and jfunctions.Functions.is_regex(value)
+            )
         )
 
     return SimpleNamespace(

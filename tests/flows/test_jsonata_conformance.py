@@ -21,6 +21,8 @@ import pytest
 
 from flows.mapping import Limits, MappingError, evaluate
 
+pytestmark = pytest.mark.slow  # about 20 s: the library is slow on the heavy cases
+
 REPO = Path(__file__).resolve().parents[2]
 SUITE = Path(
     os.environ.get("JSONATA_TEST_SUITE", REPO.parent / "shared/conformance/jsonata-test-suite")
@@ -30,7 +32,7 @@ KNOWN_FAILURES_FILE = Path(__file__).with_name("jsonata_known_failures.txt")
 # Cases without their own bounds get more room than production's Limits(): a few are
 # deliberately heavy (flattening/large builds 200,000 strings), and a limit hit there would
 # say nothing about conformance. The cases that test the limits bring their own.
-DEFAULT_TIMEOUT_MS = 10_000
+DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_DEPTH = 1_000
 
 
@@ -58,7 +60,7 @@ def _cases(group: str) -> list[tuple[str, dict[str, Any], Path]]:
     return cases
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dataset(name: str) -> Any:
     return json.loads((SUITE / "datasets" / f"{name}.json").read_text(encoding="utf-8"))
 
@@ -80,7 +82,7 @@ def _same(actual: Any, expected: Any, unordered: bool = False) -> bool:
                     return False
                 remaining.pop(match)
             return True
-        return all(_same(a, e) for a, e in zip(actual, expected))
+        return all(_same(a, e) for a, e in zip(actual, expected, strict=True))
     if isinstance(expected, dict):
         return (
             isinstance(actual, dict)
@@ -132,7 +134,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _group_outcome(group: str) -> dict[str, str | None]:
     """case id -> None (passed) or the reason it failed; cached for the summary test."""
     outcome: dict[str, str | None] = {}

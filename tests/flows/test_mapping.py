@@ -40,7 +40,10 @@ ORDER = {
     "tags": "web,uk",
 }
 
-OMS_MAPPING = "{ 'orderRef': 'WEB-' & $string(order_number), 'lines': line_items.{ 'sku': sku, 'qty': quantity } }"
+OMS_MAPPING = (
+    "{ 'orderRef': 'WEB-' & $string(order_number),"
+    " 'lines': line_items.{ 'sku': sku, 'qty': quantity } }"
+)
 
 INFINITE_LOOP = "($f := function(){ $f() }; $f())"
 RECURSE_N = "($f := function($n){ $n = 0 ? 0 : 1 + $f($n - 1) }; $f(n))"
