@@ -36,7 +36,9 @@ class SecretBox:
             return json.loads(self._fernet.decrypt(token.encode("ascii")))
         except InvalidToken as exc:
             # The secret key changed since this was stored: say so instead of failing obscurely.
-            raise ValueError("stored secrets cannot be decrypted with the current secret key") from exc
+            raise ValueError(
+                "stored secrets cannot be decrypted with the current secret key"
+            ) from exc
 
 
 def merge_secrets(stored: Mapping[str, str], incoming: Mapping[str, str | None]) -> dict[str, str]:

@@ -48,9 +48,7 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response
     if detail:
         body["detail"] = detail
     body.update(extra)
-    return Response(
-        json.dumps(body), status=status, mimetype="application/problem+json"
-    )
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -36,7 +36,8 @@ def _not_built() -> Response:
     body = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Flowgate: web UI not built</title></head>"
-        '<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; padding: 0 1rem">'
+        '<body style="font-family: system-ui, sans-serif; max-width: 40rem;'
+        ' margin: 4rem auto; padding: 0 1rem">'
         "<h1>Flowgate</h1>"
         f"<p>{escape(BUILD_HINT)}</p>"
         "</body></html>\n"
@@ -65,8 +66,6 @@ def index(run_id: str | None = None) -> Response:
 @bp.get("/assets/<path:filename>", endpoint="assets")
 def assets(filename: str) -> Response:
     # send_from_directory refuses names that escape the folder (404).
-    response = send_from_directory(
-        dist_dir() / "assets", filename, max_age=ASSET_MAX_AGE
-    )
+    response = send_from_directory(dist_dir() / "assets", filename, max_age=ASSET_MAX_AGE)
     response.headers["Cache-Control"] = f"public, max-age={ASSET_MAX_AGE}, immutable"
     return response

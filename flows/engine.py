@@ -171,7 +171,11 @@ class FlowRunner:
             error["status_code"] = exc.status_code
         log.info(
             "run.delivery_failed run_id=%s step=%s attempt=%s retry=%s error=%r",
-            run_id, step.id, attempt, retry, exc.message,
+            run_id,
+            step.id,
+            attempt,
+            retry,
+            exc.message,
         )
         if retry:
             delay = backoff_seconds(step.retry, attempt)

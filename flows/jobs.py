@@ -20,6 +20,8 @@ def configure(execute: Callable[[int], object]) -> None:
 def execute_run(run_id: int) -> str:
     """RQ job: execute the run with this id; returns its final status for RQ's result."""
     if _execute is None:
-        raise RuntimeError("flows.jobs is not configured: start workers with `python -m app.worker`")
+        raise RuntimeError(
+            "flows.jobs is not configured: start workers with `python -m app.worker`"
+        )
     result = _execute(int(run_id))
     return getattr(getattr(result, "status", None), "value", "not_claimed")

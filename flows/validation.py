@@ -104,15 +104,37 @@ def _graph_problems(doc: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def _cycle_and_reach_problems(doc: Mapping[str, Any], index_of: dict[str, int]) -> list[Problem]:
+def _children(doc: Mapping[str, Any]) -> dict[str, list[str]]:
     children: dict[str, list[str]] = {}
     for edge in doc["edges"]:
         children.setdefault(edge["from"], []).append(edge["to"])
+    return children
 
-    problems: list[Problem] = []
-    # Iterative DFS with colours: grey = on the current path (a back edge is a cycle).
+
+def _cycle_and_reach_problems(doc: Mapping[str, Any], index_of: dict[str, int]) -> list[Problem]:
+    children = _children(doc)
+    problems = [
+        Problem(
+            f"/steps/{index_of[node]}" if node in index_of else "/edges",
+            "cycle",
+            f"edges form a cycle through '{node}'",
+        )
+        for node in _back_edge_targets(children, [TRIGGER_NODE_ID, *index_of])
+    ]
+    reachable = _reachable(children, TRIGGER_NODE_ID)
+    problems += [
+        Problem(f"/steps/{i}", "unreachable", f"step '{step_id}' is not connected to the trigger")
+        for step_id, i in index_of.items()
+        if step_id not in reachable
+    ]
+    return problems
+
+
+def _back_edge_targets(children: dict[str, list[str]], roots: list[str]) -> list[str]:
+    """Nodes closing a cycle, found by an iterative DFS (grey = on the current path)."""
+    found: list[str] = []
     colour: dict[str, str] = {}
-    for root in [TRIGGER_NODE_ID, *index_of]:
+    for root in roots:
         if root in colour:
             continue
         stack = [(root, iter(children.get(root, [])))]
@@ -124,26 +146,22 @@ def _cycle_and_reach_problems(doc: Mapping[str, Any], index_of: dict[str, int]) 
                 colour[node] = "black"
                 stack.pop()
             elif colour.get(nxt) == "grey":
-                where = f"/steps/{index_of[nxt]}" if nxt in index_of else "/edges"
-                problems.append(Problem(where, "cycle", f"edges form a cycle through '{nxt}'"))
+                found.append(nxt)
             elif nxt not in colour:
                 colour[nxt] = "grey"
                 stack.append((nxt, iter(children.get(nxt, []))))
+    return found
 
+
+def _reachable(children: dict[str, list[str]], start: str) -> set[str]:
     reachable: set[str] = set()
-    frontier = [TRIGGER_NODE_ID]
+    frontier = [start]
     while frontier:
-        node = frontier.pop()
-        for child in children.get(node, []):
+        for child in children.get(frontier.pop(), []):
             if child not in reachable:
                 reachable.add(child)
                 frontier.append(child)
-    for step_id, i in index_of.items():
-        if step_id not in reachable:
-            problems.append(
-                Problem(f"/steps/{i}", "unreachable", f"step '{step_id}' is not connected to the trigger")
-            )
-    return problems
+    return reachable
 
 
 def _expression_problems(doc: Mapping[str, Any]) -> list[Problem]:
@@ -189,7 +207,9 @@ def _connector_problems(
         if step["type"] != "deliver":
             continue
         base = f"/steps/{i}"
-        found = _one_connector(base, step["connector"], "destination", step.get("config") or {}, registry)
+        found = _one_connector(
+            base, step["connector"], "destination", step.get("config") or {}, registry
+        )
         problems += found
         if any(p.code == "unknown_connector" for p in found):
             continue

@@ -12,7 +12,9 @@ bp = Blueprint("hooks", __name__, url_prefix="/hooks", description="Webhook inta
 
 def _read_body(limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
-        raise intake.PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
+        raise intake.PayloadTooLarge(
+            f"the body is {request.content_length} bytes; the limit is {limit}"
+        )
     body = request.stream.read(limit + 1)  # chunked bodies have no Content-Length
     if len(body) > limit:
         raise intake.PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")

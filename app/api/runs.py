@@ -16,8 +16,11 @@ bp = protected_blueprint("runs", __name__, "The run ledger: every accepted messa
 def list_runs(args: dict[str, Any]) -> dict[str, Any]:
     """Newest first; filter by flow, status, or business key (``q``, exact)."""
     items, total = service.list_runs(
-        flow_id=args["flow"], status=args["status"], q=args["q"],
-        limit=args["limit"], offset=args["offset"],
+        flow_id=args["flow"],
+        status=args["status"],
+        q=args["q"],
+        limit=args["limit"],
+        offset=args["offset"],
     )
     return {"items": items, "total": total}
 

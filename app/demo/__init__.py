@@ -100,6 +100,7 @@ def show_orders() -> tuple[str, int, dict[str, str]]:
     html = (
         "<!doctype html><meta charset=utf-8><title>Demo OMS</title>"
         "<style>body{font:15px system-ui;margin:2rem}pre{background:#f4f4f4;padding:.5rem}</style>"
-        f"<h1>Demo OMS</h1><p>Orders received (newest first):</p><ol>{items or '<i>none yet</i>'}</ol>"
+        "<h1>Demo OMS</h1><p>Orders received (newest first):</p>"
+        f"<ol>{items or '<i>none yet</i>'}</ol>"
     )
     return html, 200, {"Content-Type": "text/html; charset=utf-8"}

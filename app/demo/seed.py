@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app import runtime
 from app.demo import demo_api_key
 from app.extensions import db
-from app.models import Connection, Flow, FlowVersion, Review, System, User, VersionStatus
+from app.models import Connection, Flow, FlowVersion, Review, System, VersionStatus
 from app.models._types import utcnow
 from app.services import audit, users
 from flows.definition import content_hash
@@ -112,7 +112,9 @@ def seed_demo(app: Flask, base_url: str) -> bool:
     passwords = demo_logins(app)
     people = {}
     for email, role, name in DEMO_USERS:
-        people[role] = users.find_user(email) or users.create_user(email, role, passwords[email], name)
+        people[role] = users.find_user(email) or users.create_user(
+            email, role, passwords[email], name
+        )
     systems = {}
     for name, kind, criticality in DEMO_SYSTEMS:
         systems[name] = System(name=name, kind=kind, criticality=criticality, owner=people["owner"])
@@ -146,15 +148,27 @@ def seed_demo(app: Flask, base_url: str) -> bool:
     definition = demo_definition(connection.id)
     now = utcnow()
     version = FlowVersion(
-        flow=flow, number=1, definition=definition, status=VersionStatus.LIVE.value,
-        revision=1, content_hash=content_hash(definition), author=people["analyst"],
-        contributor_ids=[people["analyst"].id], approved_by=people["owner"],
-        submitted_at=now, decided_at=now, live_since=now,
+        flow=flow,
+        number=1,
+        definition=definition,
+        status=VersionStatus.LIVE.value,
+        revision=1,
+        content_hash=content_hash(definition),
+        author=people["analyst"],
+        contributor_ids=[people["analyst"].id],
+        approved_by=people["owner"],
+        submitted_at=now,
+        decided_at=now,
+        live_since=now,
     )
     db.session.add_all([flow, version])
     db.session.add(
-        Review(version=version, reviewer=people["owner"], decision="approved",
-               comment="Demo flow, approved at seed time.")
+        Review(
+            version=version,
+            reviewer=people["owner"],
+            decision="approved",
+            comment="Demo flow, approved at seed time.",
+        )
     )
     db.session.flush()
     audit.record(None, "demo.seeded", "flow", flow.id, version=1)

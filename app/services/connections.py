@@ -81,8 +81,12 @@ def create_connection(data: dict[str, Any], actor: User) -> Connection:
     db.session.add(row)
     db.session.flush()
     audit.record(
-        actor, "connection.created", "connection", row.id,
-        connector=spec.key, secret_fields=sorted(secrets),
+        actor,
+        "connection.created",
+        "connection",
+        row.id,
+        connector=spec.key,
+        secret_fields=sorted(secrets),
     )
     db.session.commit()
     return row
@@ -102,7 +106,9 @@ def update_connection(connection_id: int, data: dict[str, Any], actor: User) -> 
     if "secrets" in data:
         incoming = _checked_secrets(spec, data["secrets"] or {})
         box = runtime.secret_box()
-        row.secrets_encrypted = box.encrypt(merge_secrets(box.decrypt(row.secrets_encrypted), incoming))
+        row.secrets_encrypted = box.encrypt(
+            merge_secrets(box.decrypt(row.secrets_encrypted), incoming)
+        )
         # Which secrets changed is audited, never their values.
         changed.append("secrets:" + ",".join(sorted(k for k, v in incoming.items() if v != MASK)))
     audit.record(actor, "connection.updated", "connection", row.id, changed=changed)
@@ -131,8 +137,12 @@ def test_connection(connection_id: int, actor: User) -> CheckResult:
     except ConnectorError as exc:
         result = CheckResult(ok=False, message=exc.message)
     audit.record(
-        actor, "connection.tested", "connection", row.id,
-        ok=result.ok, ms=round((time.perf_counter() - started) * 1000),
+        actor,
+        "connection.tested",
+        "connection",
+        row.id,
+        ok=result.ok,
+        ms=round((time.perf_counter() - started) * 1000),
     )
     db.session.commit()
     return result

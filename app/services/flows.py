@@ -26,9 +26,7 @@ def slugify(name: str) -> str:
 
 def _unique_slug(name: str) -> str:
     base = slugify(name)
-    taken = set(
-        db.session.execute(select(Flow.slug).where(Flow.slug.like(f"{base}%"))).scalars()
-    )
+    taken = set(db.session.execute(select(Flow.slug).where(Flow.slug.like(f"{base}%"))).scalars())
     if base not in taken:
         return base
     n = 2
@@ -107,8 +105,13 @@ def save_draft(
     if draft is None:
         number = (max((v.number for v in flow.versions), default=0)) + 1
         draft = FlowVersion(
-            flow=flow, number=number, definition=definition, revision=1,
-            content_hash=content_hash(definition), author_id=actor.id, status="draft",
+            flow=flow,
+            number=number,
+            definition=definition,
+            revision=1,
+            content_hash=content_hash(definition),
+            author_id=actor.id,
+            status="draft",
             contributor_ids=[actor.id],
         )
         db.session.add(draft)
@@ -145,7 +148,9 @@ def submit_version(flow_id: int, number: int, actor: User) -> FlowVersion:
         )
     version.status = VersionStatus.IN_REVIEW.value
     version.submitted_at = utcnow()
-    audit.record(actor, "flow.submitted", "flow_version", version.id, flow_id=flow_id, number=number)
+    audit.record(
+        actor, "flow.submitted", "flow_version", version.id, flow_id=flow_id, number=number
+    )
     db.session.commit()
     return version
 
@@ -172,9 +177,16 @@ def approve_version(flow_id: int, number: int, actor: User, comment: str = "") -
     version.status = VersionStatus.LIVE.value
     version.approved_by_id = actor.id
     version.decided_at = version.live_since = now
-    db.session.add(Review(version=version, reviewer_id=actor.id, decision="approved", comment=comment))
+    db.session.add(
+        Review(version=version, reviewer_id=actor.id, decision="approved", comment=comment)
+    )
     audit.record(
-        actor, "flow.approved", "flow_version", version.id, flow_id=flow_id, number=number,
+        actor,
+        "flow.approved",
+        "flow_version",
+        version.id,
+        flow_id=flow_id,
+        number=number,
         retired=previous.number if previous is not None else None,
     )
     db.session.commit()
@@ -187,7 +199,9 @@ def reject_version(flow_id: int, number: int, actor: User, comment: str) -> Flow
     version = _decide(flow_id, number, actor)
     version.status = VersionStatus.REJECTED.value
     version.decided_at = utcnow()
-    db.session.add(Review(version=version, reviewer_id=actor.id, decision="rejected", comment=comment))
+    db.session.add(
+        Review(version=version, reviewer_id=actor.id, decision="rejected", comment=comment)
+    )
     audit.record(actor, "flow.rejected", "flow_version", version.id, flow_id=flow_id, number=number)
     db.session.commit()
     return version

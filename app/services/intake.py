@@ -147,11 +147,16 @@ def _accept(
 
     connector = runtime.registry().create("webhook")
     ctx = ConnectorContext(
-        connection_config={}, secrets={}, step_config=config,
-        logger=logging.getLogger("flowgate.connector.webhook"), http=None,
+        connection_config={},
+        secrets={},
+        step_config=config,
+        logger=logging.getLogger("flowgate.connector.webhook"),
+        http=None,
     )
     try:
-        messages = connector.accept(ctx, InboundRequest(headers=headers, body=body, payload=payload))
+        messages = connector.accept(
+            ctx, InboundRequest(headers=headers, body=body, payload=payload)
+        )
     except ConnectorError as exc:
         raise BadRequest(exc.message) from exc
     if len(messages) != 1:

@@ -42,7 +42,9 @@ def _requeue(where: object) -> list[int]:
 def _job_alive(app: Flask, run_id: int) -> bool:
     queue = run_queue(app)
     try:
-        job = Job.fetch(job_id_for(run_id), connection=queue.connection, serializer=queue.serializer)
+        job = Job.fetch(
+            job_id_for(run_id), connection=queue.connection, serializer=queue.serializer
+        )
     except NoSuchJobError:
         return False
     return job.get_status(refresh=False) in _ALIVE
@@ -50,9 +52,7 @@ def _job_alive(app: Flask, run_id: int) -> bool:
 
 def sweep(app: Flask) -> dict[str, int]:
     now = utcnow()
-    expired = _requeue(
-        and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now)
-    )
+    expired = _requeue(and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now))
     due = _requeue(and_(Run.status == RunStatus.RETRYING.value, Run.next_attempt_at <= now))
     stale_before = now - timedelta(seconds=app.config["FLOWGATE_REQUEUE_AFTER_SECONDS"])
     stale_candidates = list(

@@ -55,7 +55,9 @@ def test_cli_creates_users_and_prints_a_working_token(app, client):
 def test_healthz_reports_database_and_redis(client, app):
     ok = client.get("/healthz")
     assert ok.status_code == 200 and ok.get_json()["checks"] == {
-        "web": "ok", "database": "ok", "redis": "ok",
+        "web": "ok",
+        "database": "ok",
+        "redis": "ok",
     }
     app.config["FLOWGATE_REDIS_URL"] = "redis://127.0.0.1:1/0"
     app.extensions.pop("flowgate.redis", None)

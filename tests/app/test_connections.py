@@ -44,7 +44,9 @@ def test_sending_the_mask_back_keeps_the_secret_and_null_removes_it(client, make
     _, headers = make_user("admin")
     created = create(client, headers).get_json()
     url = f"/api/v1/connections/{created['id']}"
-    kept = client.patch(url, json={"name": "ERP prod", "secrets": {"password": "********"}}, headers=headers)
+    kept = client.patch(
+        url, json={"name": "ERP prod", "secrets": {"password": "********"}}, headers=headers
+    )
     assert kept.status_code == 200 and kept.get_json()["has_password"] is True
     row = db.session.get(Connection, created["id"])
     assert secret_box(app).decrypt(row.secrets_encrypted) == {"password": "hunter2-very-secret"}
@@ -77,7 +79,9 @@ def test_unknown_fields_in_the_body_are_refused(client, make_user):
 
 def test_check_reaches_a_local_server(client, make_user, sink):
     _, headers = make_user("admin")
-    created = create(client, headers, name="Sink", config={"base_url": sink.url}, secrets={}).get_json()
+    created = create(
+        client, headers, name="Sink", config={"base_url": sink.url}, secrets={}
+    ).get_json()
     result = client.post(f"/api/v1/connections/{created['id']}/test", headers=headers).get_json()
     assert result["ok"] is True, result
     assert len(sink.requests) == 1
@@ -86,7 +90,10 @@ def test_check_reaches_a_local_server(client, make_user, sink):
 def test_check_refuses_private_address_outside_the_allowlist(client, make_user, app):
     _, headers = make_user("admin")
     created = create(
-        client, headers, name="Metadata", config={"base_url": "http://169.254.169.254/latest"},
+        client,
+        headers,
+        name="Metadata",
+        config={"base_url": "http://169.254.169.254/latest"},
         secrets={},
     ).get_json()
     result = client.post(f"/api/v1/connections/{created['id']}/test", headers=headers).get_json()

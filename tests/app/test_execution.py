@@ -32,7 +32,9 @@ def make_due(run_id: int) -> None:
     db.session.commit()
 
 
-def test_transient_failure_is_retried_with_the_same_idempotency_key(client, make_user, sink, run_worker, app):
+def test_transient_failure_is_retried_with_the_same_idempotency_key(
+    client, make_user, sink, run_worker, app
+):
     ctx = live_flow(client, make_user, sink)
     sink.scripted = [Answer(status=503, headers={"Retry-After": "0"}), Answer(status=201)]
     run_id = post_order(client, ctx)
@@ -87,17 +89,26 @@ def test_filtered_order_sends_nothing(client, make_user, sink, run_worker):
     assert [(s.step_id, s.status) for s in run.steps] == [("only_paid", "filtered")]
 
 
-def test_worker_killed_mid_delivery_is_recovered_and_resent_with_same_key(client, make_user, sink, run_worker, app):
+def test_worker_killed_mid_delivery_is_recovered_and_resent_with_same_key(
+    client, make_user, sink, run_worker, app
+):
     ctx = live_flow(client, make_user, sink)
     run_id = post_order(client, ctx)
     # What a kill -9 leaves behind: the run claimed with a lease, a delivery "sending".
     db.session.execute(
-        update(Run).where(Run.id == run_id).values(
-            status="running", attempts=1, lease_until=utcnow() - timedelta(seconds=1)
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status="running", attempts=1, lease_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.add(
+        Delivery(
+            run_id=run_id,
+            step_id="send_oms",
+            status="sending",
+            attempts=1,
+            idempotency_key="will-be-the-same",
         )
     )
-    db.session.add(Delivery(run_id=run_id, step_id="send_oms", status="sending", attempts=1,
-                            idempotency_key="will-be-the-same"))
     db.session.commit()
     from app.redis_conn import get_redis
 
@@ -125,7 +136,9 @@ def test_acknowledged_delivery_is_not_sent_again(client, make_user, sink, run_wo
     assert run.steps[-1].status == "skipped"
 
 
-def test_queued_run_without_a_job_is_enqueued_by_the_sweep(client, make_user, sink, run_worker, app):
+def test_queued_run_without_a_job_is_enqueued_by_the_sweep(
+    client, make_user, sink, run_worker, app
+):
     ctx = live_flow(client, make_user, sink)
     run_id = post_order(client, ctx)
     from app.redis_conn import get_redis
@@ -156,14 +169,24 @@ def test_duplicate_jobs_for_one_run_deliver_once(client, make_user, sink, run_wo
 def test_fan_out_delivers_to_each_destination_with_its_own_key(client, make_user, sink, run_worker):
     ctx = live_flow(client, make_user, sink)
     analyst_h = ctx["headers"]
-    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0]["id"]
+    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0][
+        "id"
+    ]
     doc = definition(connection_id)
-    doc["steps"].append({"id": "send_archive", "type": "deliver", "connector": "http",
-                         "connection_id": connection_id, "config": {"path": "/archive"}})
+    doc["steps"].append(
+        {
+            "id": "send_archive",
+            "type": "deliver",
+            "connector": "http",
+            "connection_id": connection_id,
+            "config": {"path": "/archive"},
+        }
+    )
     doc["edges"].append({"from": "to_oms_order", "to": "send_archive"})
     flow_id = ctx["flow"]["id"]
-    number = client.put(f"/api/v1/flows/{flow_id}/draft", json={"definition": doc},
-                        headers=analyst_h).get_json()["version"]
+    number = client.put(
+        f"/api/v1/flows/{flow_id}/draft", json={"definition": doc}, headers=analyst_h
+    ).get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
     client.post(f"{base}/submit", headers=analyst_h)
     assert client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"]).status_code == 200
@@ -177,12 +200,15 @@ def test_fan_out_delivers_to_each_destination_with_its_own_key(client, make_user
 def test_mapping_error_at_run_time_dead_letters_with_the_code(client, make_user, sink, run_worker):
     ctx = live_flow(client, make_user, sink)
     analyst_h = ctx["headers"]
-    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0]["id"]
+    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0][
+        "id"
+    ]
     doc = definition(connection_id)
     doc["steps"][1]["expression"] = "{'total': $number(note)}"
     flow_id = ctx["flow"]["id"]
-    number = client.put(f"/api/v1/flows/{flow_id}/draft", json={"definition": doc},
-                        headers=analyst_h).get_json()["version"]
+    number = client.put(
+        f"/api/v1/flows/{flow_id}/draft", json={"definition": doc}, headers=analyst_h
+    ).get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
     client.post(f"{base}/submit", headers=analyst_h)
     client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"])

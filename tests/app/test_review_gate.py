@@ -44,7 +44,9 @@ def test_author_cannot_approve_even_as_owner_and_another_owner_can(client, make_
     assert approved.status_code == 200
     assert approved.get_json()["status"] == "live"
     got = client.get(f"/api/v1/flows/{flow['id']}", headers=author_h).get_json()
-    assert got["live_version"] == saved["version"] and got["webhook_path"] == f"/hooks/{flow['slug']}"
+    assert (
+        got["live_version"] == saved["version"] and got["webhook_path"] == f"/hooks/{flow['slug']}"
+    )
 
 
 def test_analyst_and_admin_cannot_approve(client, make_user, sink):
@@ -79,7 +81,9 @@ def test_stale_revision_is_409(client, make_user, sink):
     url = f"/api/v1/flows/{flow['id']}/draft"
     ok = client.put(url, json={"definition": doc, "revision": saved["revision"]}, headers=analyst_h)
     assert ok.status_code == 200 and ok.get_json()["revision"] == saved["revision"] + 1
-    stale = client.put(url, json={"definition": doc, "revision": saved["revision"]}, headers=analyst_h)
+    stale = client.put(
+        url, json={"definition": doc, "revision": saved["revision"]}, headers=analyst_h
+    )
     assert stale.status_code == 409
     assert stale.get_json()["current_revision"] == saved["revision"] + 1
 

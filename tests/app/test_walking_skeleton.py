@@ -7,15 +7,23 @@ from pathlib import Path
 from typing import Any
 
 ORDER = json.loads(
-    (Path(__file__).resolve().parents[2] / "app" / "demo" / "commerce-order-created.json").read_text()
+    (
+        Path(__file__).resolve().parents[2] / "app" / "demo" / "commerce-order-created.json"
+    ).read_text()
 )
-MAPPING = "{ 'orderRef': 'WEB-' & $string(order_number), 'lines': [line_items.{'sku': sku, 'qty': quantity}] }"
+MAPPING = (
+    "{ 'orderRef': 'WEB-' & $string(order_number),"
+    " 'lines': [line_items.{'sku': sku, 'qty': quantity}] }"
+)
 
 
 def definition(connection_id: int, **trigger_config: Any) -> dict[str, Any]:
     return {
         "schema_version": 1,
-        "trigger": {"type": "webhook", "config": {"business_key": "$string(order_number)", **trigger_config}},
+        "trigger": {
+            "type": "webhook",
+            "config": {"business_key": "$string(order_number)", **trigger_config},
+        },
         "steps": [
             {"id": "only_paid", "type": "filter", "condition": "financial_status = 'paid'"},
             {"id": "to_oms_order", "type": "map", "expression": MAPPING},
@@ -42,8 +50,12 @@ def live_flow(client: Any, make_user: Any, sink: Any, **trigger_config: Any) -> 
     owner, owner_h = make_user("owner")
     r = client.post(
         "/api/v1/connections",
-        json={"name": "OMS", "connector": "http", "config": {"base_url": sink.url, "auth": "bearer"},
-              "secrets": {"token": "s3cr3t-token"}},
+        json={
+            "name": "OMS",
+            "connector": "http",
+            "config": {"base_url": sink.url, "auth": "bearer"},
+            "secrets": {"token": "s3cr3t-token"},
+        },
         headers=analyst_h,
     )
     assert r.status_code == 201, r.get_json()
@@ -61,7 +73,9 @@ def live_flow(client: Any, make_user: Any, sink: Any, **trigger_config: Any) -> 
     number = r.get_json()["version"]
     base = f"/api/v1/flows/{flow['id']}/versions/{number}"
     assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
-    assert client.post(f"{base}/approve", json={"comment": "ok"}, headers=owner_h).status_code == 200
+    assert (
+        client.post(f"{base}/approve", json={"comment": "ok"}, headers=owner_h).status_code == 200
+    )
     return {"flow": flow, "headers": analyst_h, "owner_headers": owner_h}
 
 

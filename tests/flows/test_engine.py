@@ -23,8 +23,14 @@ FAILURES: list[ConnectorError] = []
 
 
 class Recorder(Destination):
-    spec = ConnectorSpec(key="recorder", name="Recorder", kind="destination", version=1,
-                         description="test", requires_connection=False)
+    spec = ConnectorSpec(
+        key="recorder",
+        name="Recorder",
+        kind="destination",
+        version=1,
+        description="test",
+        requires_connection=False,
+    )
 
     def send(self, ctx, message, *, idempotency_key):
         if FAILURES:
@@ -41,12 +47,16 @@ class MemoryLedger:
         return self.rows.get((run_id, step_id))
 
     def begin(self, run_id, step_id, key):
-        attempts = self.rows.get((run_id, step_id), DeliveryRecord(DeliveryStatus.SENDING, 0)).attempts + 1
+        attempts = (
+            self.rows.get((run_id, step_id), DeliveryRecord(DeliveryStatus.SENDING, 0)).attempts + 1
+        )
         self.rows[(run_id, step_id)] = DeliveryRecord(DeliveryStatus.SENDING, attempts)
         return attempts
 
     def acknowledge(self, run_id, step_id, result):
-        self.rows[(run_id, step_id)] = DeliveryRecord(DeliveryStatus.ACKNOWLEDGED, self.rows[(run_id, step_id)].attempts)
+        self.rows[(run_id, step_id)] = DeliveryRecord(
+            DeliveryStatus.ACKNOWLEDGED, self.rows[(run_id, step_id)].attempts
+        )
 
     def fail(self, run_id, step_id, *, status, **_):
         self.rows[(run_id, step_id)] = DeliveryRecord(status, self.rows[(run_id, step_id)].attempts)
@@ -71,12 +81,14 @@ def runner(ledger=None, simulate=False) -> FlowRunner:
 
 
 def flow(*steps: dict, edges: list[tuple[str, str]]) -> FlowDefinition:
-    return FlowDefinition.from_json({
-        "schema_version": 1,
-        "trigger": {"type": "webhook"},
-        "steps": list(steps),
-        "edges": [{"from": a, "to": b} for a, b in edges],
-    })
+    return FlowDefinition.from_json(
+        {
+            "schema_version": 1,
+            "trigger": {"type": "webhook"},
+            "steps": list(steps),
+            "edges": [{"from": a, "to": b} for a, b in edges],
+        }
+    )
 
 
 SPLIT = flow(
@@ -85,8 +97,13 @@ SPLIT = flow(
     {"id": "to_a", "type": "deliver", "connector": "recorder", "config": {"name": "a"}},
     {"id": "to_b", "type": "deliver", "connector": "recorder", "config": {"name": "b"}},
     {"id": "raw", "type": "deliver", "connector": "recorder", "config": {"name": "raw"}},
-    edges=[("trigger", "big"), ("big", "shape"), ("shape", "to_a"), ("shape", "to_b"),
-           ("trigger", "raw")],
+    edges=[
+        ("trigger", "big"),
+        ("big", "shape"),
+        ("shape", "to_a"),
+        ("shape", "to_b"),
+        ("trigger", "raw"),
+    ],
 )
 
 
@@ -109,9 +126,11 @@ def test_filter_stops_only_its_branch():
 
 
 def test_all_branches_filtered_means_filtered():
-    only = flow({"id": "f", "type": "filter", "condition": "false"},
-                {"id": "d", "type": "deliver", "connector": "recorder"},
-                edges=[("trigger", "f"), ("f", "d")])
+    only = flow(
+        {"id": "f", "type": "filter", "condition": "false"},
+        {"id": "d", "type": "deliver", "connector": "recorder"},
+        edges=[("trigger", "f"), ("f", "d")],
+    )
     assert runner().run(1, only, {}).status == RunStatus.FILTERED
     assert RECEIVED == []
 
@@ -120,12 +139,16 @@ def test_retryable_failure_schedules_retry_and_acknowledged_branch_is_skipped_ne
     ledger = MemoryLedger()
     r = runner(ledger)
     FAILURES.append(RetryableConnectorError("503 from a", status_code=503, retry_after_seconds=30))
-    two = flow({"id": "to_a", "type": "deliver", "connector": "recorder", "config": {"name": "a"}},
-               {"id": "to_b", "type": "deliver", "connector": "recorder", "config": {"name": "b"}},
-               edges=[("trigger", "to_a"), ("trigger", "to_b")])
+    two = flow(
+        {"id": "to_a", "type": "deliver", "connector": "recorder", "config": {"name": "a"}},
+        {"id": "to_b", "type": "deliver", "connector": "recorder", "config": {"name": "b"}},
+        edges=[("trigger", "to_a"), ("trigger", "to_b")],
+    )
     first = r.run(3, two, {"x": 1})
     assert first.status == RunStatus.RETRYING
-    assert first.retry_in_seconds is not None and first.retry_in_seconds >= 30  # Retry-After honoured
+    assert (
+        first.retry_in_seconds is not None and first.retry_in_seconds >= 30
+    )  # Retry-After honoured
     assert ledger.get(3, "to_a").status == DeliveryStatus.RETRYING
     assert ledger.get(3, "to_b").status == DeliveryStatus.ACKNOWLEDGED
     second = r.run(3, two, {"x": 1})

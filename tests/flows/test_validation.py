@@ -57,7 +57,9 @@ def test_every_problem_is_reported_not_just_the_first():
 def test_jsonata_problem_carries_the_position():
     doc, _ = load(CORPUS / "valid" / "web_order_to_oms.json")
     doc["steps"][1]["expression"] = "{ 'a': $sum( }"
-    problem = next(p for p in validate(doc, REGISTRY, known_connection) if p.code == "invalid_expression")
+    problem = next(
+        p for p in validate(doc, REGISTRY, known_connection) if p.code == "invalid_expression"
+    )
     assert problem.position is not None and 0 < problem.position <= len("{ 'a': $sum( }")
 
 
