@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import ConnectorContext, ConnectorError, Destination
+from connectors.base import ConnectorContext, ConnectorError, Destination, RetryableConnectorError
 from connectors.registry import ConnectorRegistry
 from flows import mapping
 from flows.definition import TRIGGER_NODE_ID, FlowDefinition, RetryPolicy, Step
@@ -141,6 +141,10 @@ class FlowRunner:
             sent = connector.send(ctx, message, idempotency_key=key)
         except ConnectorError as exc:
             return self._delivery_failed(run_id, step, message, attempt, exc, outcome)
+        except Exception as exc:  # a connector bug must cost an attempt, not strand the run
+            log.exception("run.connector_crashed run_id=%s step=%s", run_id, step.id)
+            crash = RetryableConnectorError(f"unexpected {exc.__class__.__name__} in connector")
+            return self._delivery_failed(run_id, step, message, attempt, crash, outcome)
         self.deliveries.acknowledge(run_id, step.id, sent)
         outcome.delivered += 1
         output = {"status_code": sent.status_code, "idempotency_key": key}

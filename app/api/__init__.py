@@ -16,8 +16,12 @@ API_PREFIX = "/api/v1"
 def protected_blueprint(name: str, import_name: str, description: str, **kwargs: Any) -> Blueprint:
     """A blueprint under /api/v1 whose every view needs a signed-in user or API token."""
     bp = Blueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
-    bp.before_request(lambda: None if authenticate() else None)
+    bp.before_request(_authenticate_request)
     return bp
+
+
+def _authenticate_request() -> None:
+    authenticate()  # raises 401/403 problems; returning None lets the view run
 
 
 def register_api(app: Flask) -> None:

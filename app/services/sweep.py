@@ -3,7 +3,8 @@
 - a ``running`` run whose lease expired (its worker was killed) goes back to ``queued``;
 - a ``retrying`` run whose ``next_attempt_at`` has come goes back to ``queued``;
 - a ``queued`` run with no live RQ job (crash between commit and enqueue, Redis flushed)
-  is enqueued again.
+  is enqueued again;
+- a run that has stopped its worker FLOWGATE_MAX_RUN_ATTEMPTS times is dead-lettered.
 Enqueueing a run twice is harmless: the SQL claim lets only one worker execute it.
 """
 
@@ -50,8 +51,28 @@ def _job_alive(app: Flask, run_id: int) -> bool:
     return job.get_status(refresh=False) in _ALIVE
 
 
+def _give_up_on_crashing_runs(now: object, max_attempts: int) -> int:
+    """A run that kills or hangs its worker every time must end, visibly, not loop forever."""
+    result = db.session.execute(
+        update(Run)
+        .where(
+            Run.status == RunStatus.RUNNING.value,
+            Run.lease_until < now,
+            Run.attempts >= max_attempts,
+        )
+        .values(
+            status=RunStatus.DEAD_LETTERED.value,
+            lease_until=None,
+            finished_at=now,
+            reason=f"the run stopped its worker {max_attempts} times (crash or timeout)",
+        )
+    )
+    return result.rowcount or 0
+
+
 def sweep(app: Flask) -> dict[str, int]:
     now = utcnow()
+    crashed = _give_up_on_crashing_runs(now, app.config["FLOWGATE_MAX_RUN_ATTEMPTS"])
     expired = _requeue(and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now))
     due = _requeue(and_(Run.status == RunStatus.RETRYING.value, Run.next_attempt_at <= now))
     stale_before = now - timedelta(seconds=app.config["FLOWGATE_REQUEUE_AFTER_SECONDS"])
@@ -70,7 +91,12 @@ def sweep(app: Flask) -> dict[str, int]:
         db.session.execute(update(Run).where(Run.id.in_(stale)).values(enqueued_at=now))
     db.session.commit()
     enqueue_runs(app, [*expired, *due, *stale])
-    counts = {"expired_leases": len(expired), "due_retries": len(due), "stale_queued": len(stale)}
+    counts = {
+        "expired_leases": len(expired),
+        "due_retries": len(due),
+        "stale_queued": len(stale),
+        "gave_up": crashed,
+    }
     if any(counts.values()):
         log.info("sweep.requeued %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

@@ -220,3 +220,36 @@ def test_mapping_error_at_run_time_dead_letters_with_the_code(client, make_user,
     assert failed.step_id == "to_oms_order" and failed.error["code"]
     assert sink.requests == []
     assert db.session.execute(select(Delivery)).first() is None
+
+
+def test_run_that_keeps_killing_its_worker_is_dead_lettered(client, make_user, sink, app):
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx)
+    app.config["FLOWGATE_MAX_RUN_ATTEMPTS"] = 3
+    db.session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status="running", attempts=3, lease_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+    assert sweep(app)["gave_up"] == 1
+    run = run_row(run_id)
+    assert run.status == "dead_lettered" and "3 times" in run.reason
+
+
+def test_connector_crash_costs_an_attempt_not_the_run(
+    client, make_user, sink, run_worker, monkeypatch
+):
+    from connectors import http
+
+    ctx = live_flow(client, make_user, sink)
+
+    def explode(*args, **kwargs):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(http.HttpDestination, "send", explode)
+    run_id = post_order(client, ctx)
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "retrying"
+    assert "unexpected KeyError" in run.deliveries[0].last_error
