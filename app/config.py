@@ -61,6 +61,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "FLOWGATE_MAX_JSON_DEPTH": int(env.get("FLOWGATE_MAX_JSON_DEPTH") or 64),
         # A running run whose lease passed is presumed dead (worker killed) and re-queued.
         "FLOWGATE_RUN_LEASE_SECONDS": float(env.get("FLOWGATE_RUN_LEASE_SECONDS") or 120),
+        # Back-pressure: waiting runs per flow before intake answers 429 + Retry-After.
+        "FLOWGATE_MAX_BACKLOG": int(env.get("FLOWGATE_MAX_BACKLOG") or 10_000),
         # Claims of one run (delivery retries + recoveries) before it is dead-lettered.
         "FLOWGATE_MAX_RUN_ATTEMPTS": int(env.get("FLOWGATE_MAX_RUN_ATTEMPTS") or 25),
         # A queued run not picked up for this long is re-enqueued (crash after commit).

@@ -1,6 +1,6 @@
 """Shared pieces for HTTP-based connectors: outcome classification and response excerpts.
 
-The engine's retry decision rests on these rules (reliability.md, tests 9-12): 408, 425,
+The engine's retry decision rests on these rules (reliability.md, tests 9-12): 408, 409, 425,
 429 and 5xx are worth retrying, 3xx and the other 4xx are not, and a transport failure is
 retried because the same idempotency key makes the repeat harmless.
 """
@@ -21,7 +21,9 @@ EXCERPT_CHARS = 2_000
 # Read a little more than the excerpt so a secret straddling the cut is still masked whole,
 # and never hold an unbounded response body in memory.
 _READ_LIMIT_BYTES = 64 * 1024
-_RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# 409: a concurrent request on the same idempotency key is still in flight at the destination
+# (IETF idempotency-key draft; Stripe): ask again later, it is not a verdict on the message.
+_RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _DIGITS = re.compile(r"[0-9]+")
 

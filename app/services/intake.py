@@ -10,12 +10,13 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import runtime
@@ -94,9 +95,41 @@ def parse_json_body(body: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"the body is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        payload = json.loads(
+            text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicate_keys
+        )
+    except _DuplicateKey as exc:
+        raise BadRequest(f"duplicate key '{exc.key}' in a JSON object") from exc
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from exc
+    if "\\u" in text and _has_lone_surrogate(payload):
+        # "\ud800" parses in Python but cannot be stored or sent as UTF-8 later.
+        raise BadRequest("the JSON contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    return payload
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers would disagree on which value wins; refusing is the only safe answer.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _has_lone_surrogate(payload: Any) -> bool:
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _live_version(slug: str) -> tuple[Flow, FlowVersion]:
@@ -108,6 +141,34 @@ def _live_version(slug: str) -> tuple[Flow, FlowVersion]:
     if row is None:
         raise NotFound(f"no live flow at /hooks/{slug}")
     return row[0], row[1]
+
+
+class TooManyRequests(ServiceError):
+    status, title = 429, "Too many requests"
+
+
+_BACKLOG_STATUSES = (RunStatus.QUEUED.value, RunStatus.RETRYING.value)
+
+
+def _check_backlog(flow_id: int) -> None:
+    """Back-pressure: past the threshold the sender is told to come back (429 + Retry-After)
+    instead of the queue growing without bound. Counted at most once a second per flow."""
+    limit = current_app.config["FLOWGATE_MAX_BACKLOG"]
+    cache = current_app.extensions.setdefault("flowgate.backlog", {})
+    now = time.monotonic()
+    counted_at, backlog = cache.get(flow_id, (0.0, 0))
+    if now - counted_at > 1.0:
+        backlog = db.session.execute(
+            select(func.count(Run.id)).where(
+                Run.status.in_(_BACKLOG_STATUSES), Run.flow_id == flow_id
+            )
+        ).scalar_one()
+        cache[flow_id] = (now, backlog)
+    if backlog >= limit:
+        raise TooManyRequests(
+            f"this flow has {backlog} messages waiting (limit {limit}); retry later",
+            retry_after=30,
+        )
 
 
 def _business_key(trigger_config: dict[str, Any], payload: Any) -> str | None:
@@ -142,6 +203,7 @@ def _accept(
     if trigger.get("type") != "webhook":
         raise NotFound(f"flow '{slug}' is not triggered by a webhook")
     check_content_type(content_type)
+    _check_backlog(flow.id)
     payload = parse_json_body(body, current_app.config["FLOWGATE_MAX_JSON_DEPTH"])
     config = trigger.get("config") or {}
 

@@ -113,3 +113,39 @@ def test_same_event_id_is_deduplicated_and_changed_body_is_422(client, make_user
     assert body["original_run_id"] == first.get_json()["run_id"]
     assert_problem(client.post(hook, json=ORDER), 400)  # the declared header is required
     assert run_count() == 1
+
+
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b'{"sku": "A", "sku": "B"}', "duplicate key 'sku'"),
+        (b'{"name": "\\ud800"}', "surrogate"),
+    ],
+)
+def test_duplicate_keys_and_lone_surrogates_are_400(client, hook, raw, why):
+    body = assert_problem(client.post(hook, data=raw, content_type="application/json"), 400)
+    assert why in body["detail"]
+    assert run_count() == 0
+
+
+def test_valid_surrogate_pair_is_accepted(client, hook):
+    raw = b'{"name": "\\ud83d\\ude00", "order_number": 1}'
+    assert client.post(hook, data=raw, content_type="application/json").status_code == 202
+
+
+def test_form_and_multipart_bodies_are_never_treated_as_json(client, hook):
+    form = client.post(hook, data={"order_number": "1"})
+    assert_problem(form, 415)
+    assert run_count() == 0
+
+
+def test_backlog_over_threshold_is_429_with_retry_after(client, hook, app):
+    app.config["FLOWGATE_MAX_BACKLOG"] = 2
+    assert client.post(hook, json=ORDER).status_code == 202
+    app.extensions.pop("flowgate.backlog", None)
+    assert client.post(hook, json=ORDER).status_code == 202
+    app.extensions.pop("flowgate.backlog", None)
+    refused = client.post(hook, json=ORDER)
+    assert_problem(refused, 429)
+    assert refused.headers["Retry-After"] == "30"
+    assert run_count() == 2

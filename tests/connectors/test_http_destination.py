@@ -123,7 +123,7 @@ def test_2xx_is_success(status: int, fake_server: FakeServer, make_ctx: MakeCont
     assert send(make_ctx({"base_url": fake_server.url})).status_code == status
 
 
-@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503, 504])
 def test_transient_statuses_are_retryable(
     status: int, fake_server: FakeServer, make_ctx: MakeContext
 ) -> None:
@@ -161,7 +161,7 @@ def test_parse_retry_after_edge_cases() -> None:
     assert parse_retry_after(None) is None
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
 def test_other_4xx_are_permanent(
     status: int, fake_server: FakeServer, make_ctx: MakeContext
 ) -> None:
