@@ -4,16 +4,18 @@ Public API: ``MappingError``, ``Limits``, ``check_expression``, ``evaluate`` and
 ``evaluate_condition``. Every failure, whatever the library raised, comes out as a
 ``MappingError`` with a JSONata code (``S0203``, ``T2001``, ``D1012`` timeout, ``D1011``
 depth...) or one of ours: ``F0001`` internal error, ``F0002`` output too large, ``F0003``
-output not JSON, ``F0004`` expression too long.
+output not JSON, ``F0004`` expression too long, ``F0005`` reserved name (``__evaluate_``,
+which would let an expression switch off its own limits).
 
 What this module adds on top of jsonata-python 0.7.1 (see shared/docs/jsonata-python.md):
 
-* Compiled expressions are cached (LRU, ``CACHE_SIZE`` entries). The library keeps
-  evaluation state on the compiled object (the runtime bounds, the ``$`` binding, the
-  thread's "current" instance that ``$now()``, ``$eval()`` and partial application read),
-  so each cached object has its own lock and is prepared afresh before every evaluation.
-  That also works around the two documented limit bugs: the timeout clock starting at
-  compile time, and the depth counter leaking after a D1011 abort.
+* Compiled expressions are cached (LRU, ``CACHE_SIZE`` entries). The evaluator keeps
+  state on the compiled object (the input and frame being evaluated, the parser used by
+  partial application) and reads the thread's "current" instance for ``$now()`` and
+  ``$eval()``, so each cached object has its own lock and is prepared before every use.
+* Timeout and depth are enforced by our own evaluator hooks (``_Bounds``), fresh for each
+  evaluation: the library's have a clock that starts at compile time and a depth count that
+  leaks, after a D1011 abort and, within one evaluation, as the data grows.
 * ``$string()`` and ``&`` format numbers like the reference (jsonata-js 2.2): integers in
   full (``$string(1234567890123456)`` is ``"1234567890123456"``, not ``1.23456789012346e+15``),
   other numbers to 15 significant digits, non-ASCII text unescaped. Flowgate goes one step
@@ -41,6 +43,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 512
 """Compiled expressions kept (least recently used evicted)."""
 
+_HOOK_PREFIX = "__evaluate_"  # the evaluator calls $__evaluate_entry / $__evaluate_exit
 _VALUE_IN_MESSAGE = 80  # longest data value quoted in an error message (data may be PII)
 
 
@@ -191,16 +195,54 @@ def _run(expr: Any, data: Any, variables: dict[str, Any], limits: Limits) -> Any
         # Partial application ($f(?, 1)) parses a small expression at run time with
         # expr.parser, a per-thread object of the thread that compiled `expr`.
         expr.parser = lib.Jsonata.get_parser()
-        # Restart the clock and the depth count now: the library's own bounds start at
-        # compile time and keep the depth of an aborted (D1011) evaluation.
-        pass  # MUTANT
-        # Always pass bindings, even empty: the library then binds `$` (the input) in a
-        # fresh frame instead of on the cached object, which would keep the last input alive.
-        return expr.evaluate(data, variables)
+        # Bindings go into a fresh frame for this evaluation, and so do `$` (the input,
+        # otherwise bound on the cached object and kept alive) and the evaluator's hooks.
+        bounds = _Bounds(limits, lib.JException)
+        frame = {
+            **variables,
+            _HOOK_PREFIX + "entry": bounds.enter,
+            _HOOK_PREFIX + "exit": bounds.leave,
+        }
+        return expr.evaluate(data, frame)
     except Exception as exc:
         raise _mapping_error(exc) from exc
     finally:
         vars(current).pop("jsonata", None)
+
+
+class _Bounds:
+    """The evaluator's node entry and exit hooks: a deadline and a nesting-depth limit.
+
+    Used instead of the library's Timebox (``Frame.set_runtime_bounds``), which has three
+    bugs: its clock starts when the expression is compiled; an evaluation aborted by D1011
+    leaves its depth on the compiled object; and within one evaluation the depth creeps up
+    with the data. The evaluator sets ``is_parallel_call`` on a frame while it evaluates the
+    second and later entries of an array or object constructor and never clears it, so
+    Timebox counts a node's entry but skips its exit: ``$map(line_items, function($l){
+    {'sku': $l.sku, 'qty': $l.quantity} })`` exceeds depth 200 on a 250-line order. The
+    evaluation is sequential, so +1 on entry and -1 on exit is exactly the nesting depth.
+    """
+
+    __slots__ = ("deadline", "depth", "error", "max_depth", "timeout_ms")
+
+    def __init__(self, limits: Limits, error: type[Exception]) -> None:
+        self.timeout_ms = limits.timeout_ms
+        self.deadline = time.monotonic() + limits.timeout_ms / 1000
+        self.max_depth = limits.max_depth
+        self.depth = 0
+        self.error = error  # JException, so the evaluator adds the position as it unwinds
+
+    def enter(self, _expr: Any, _input: Any, _environment: Any) -> None:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise self.error("D1011", -1)
+        if time.monotonic() > self.deadline:
+            raise self.error("D1012", -1, self.timeout_ms)
+
+    def leave(self, _expr: Any, _input: Any, _environment: Any, _result: Any) -> None:
+        self.depth -= 1
+        if time.monotonic() > self.deadline:
+            raise self.error("D1012", -1, self.timeout_ms)
 
 
 def _compiled(expression: str) -> _Compiled:
@@ -573,6 +615,7 @@ def _load_library() -> SimpleNamespace:
     # $string() and `&` stringify through Functions._string (see _stringify).
     jfunctions.Functions._string = staticmethod(_stringify)
     jtokenizer.Tokenizer.next = _guard_tokenizer(jtokenizer.Tokenizer.next, JException)
+    jparser.Parser.parse = _refuse_hook_names(jparser.Parser.parse)
 
     def is_function_like(value: Any) -> bool:
         return (
@@ -616,6 +659,26 @@ def _guard_tokenizer(next_token: Any, jexception: type[Exception]) -> Any:
             raise jexception("S0207", self.length) from None
 
     return next_guarded
+
+
+def _refuse_hook_names(parse: Any) -> Any:
+    """Wrap ``Parser.parse`` so that no expression can name the evaluator's hooks.
+
+    The timeout and depth checks are whatever ``$__evaluate_entry`` and ``$__evaluate_exit``
+    are bound to in the current frame, so ``($__evaluate_entry := undefined; ...)`` or a
+    lambda parameter of that name would switch them off. All parsing, including the text
+    given to ``$eval()``, goes through here.
+    """
+
+    def parse_checked(self: Any, source: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(source, str) and _HOOK_PREFIX in source:
+            position = source.index(_HOOK_PREFIX)
+            raise MappingError(
+                "F0005", f"names starting with {_HOOK_PREFIX} are reserved", position
+            )
+        return parse(self, source, *args, **kwargs)
+
+    return parse_checked
 
 
 def _library_print(*args: Any, **_ignored: Any) -> None:
