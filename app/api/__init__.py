@@ -30,6 +30,7 @@ def register_api(app: Flask) -> None:
         auth,
         connections,
         connectors,
+        dead_letters,
         flows,
         health,
         hooks,
@@ -44,7 +45,17 @@ def register_api(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "flask users token"}
     )
     api.spec.options["security"] = [{"bearerAuth": []}]
-    for module in (auth, flows, connections, connectors, runs, mappings, schemas, systems):
+    for module in (
+        auth,
+        flows,
+        connections,
+        connectors,
+        runs,
+        dead_letters,
+        mappings,
+        schemas,
+        systems,
+    ):
         api.register_blueprint(module.bp)
     api.register_blueprint(hooks.bp)
     api.register_blueprint(health.bp)

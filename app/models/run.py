@@ -41,6 +41,11 @@ class Run(db.Model):
     finished_at: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
+    # Dead-letter replays: how often, when last, and the version the message was received
+    # with while a replay on the live version has repointed ``flow_version_id`` (else None).
+    replays: Mapped[int] = mapped_column(default=0, server_default="0")
+    replayed_at: Mapped[datetime | None]
+    original_version_id: Mapped[int | None]
 
     flow: Mapped[Flow] = relationship()
     version: Mapped[FlowVersion] = relationship()
