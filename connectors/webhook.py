@@ -24,11 +24,20 @@ STEP_SCHEMA: dict[str, Any] = {
             "pattern": r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
             "maxLength": 128,
         },
+        "event_id_expression": {
+            "type": "string",
+            "title": "Event id expression",
+            "description": "JSONata expression over the body giving the event id when the "
+            "sender puts it in the payload, e.g. id or $string(webhook_id). Used when no "
+            "event id header is set.",
+            "minLength": 1,
+            "maxLength": 1000,
+        },
         "business_key": {
             "type": "string",
             "title": "Business key",
-            "description": "JSONata expression naming the business object, used to dedupe "
-            "and to search runs, e.g. $string(order_number).",
+            "description": "JSONata expression naming the business object (order number, "
+            "SKU, customer e-mail), used to search runs, e.g. $string(order_number).",
             "minLength": 1,
             "maxLength": 1000,
         },

@@ -180,13 +180,16 @@ def _expression_problems(doc: Mapping[str, Any]) -> list[Problem]:
                     position=error.position,
                 )
             )
-    business_key = (doc["trigger"].get("config") or {}).get("business_key")
-    if isinstance(business_key, str) and business_key:
-        error = mapping.check_expression(business_key)
+    trigger_config = doc["trigger"].get("config") or {}
+    for field in ("business_key", "event_id_expression"):
+        expression = trigger_config.get(field)
+        if not isinstance(expression, str) or not expression:
+            continue
+        error = mapping.check_expression(expression)
         if error is not None:
             problems.append(
                 Problem(
-                    "/trigger/config/business_key",
+                    f"/trigger/config/{field}",
                     "invalid_expression",
                     f"{error.code}: {error.message}",
                     position=error.position,

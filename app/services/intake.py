@@ -171,6 +171,26 @@ def _check_backlog(flow_id: int) -> None:
         )
 
 
+def _event_id(config: Mapping[str, Any], headers: Mapping[str, str], message: Any) -> str | None:
+    """The sender's event id, from the declared header or a JSONata expression on the body."""
+    header = config.get("event_id_header")
+    if header:
+        value = headers.get(header)
+        if not value:
+            raise BadRequest(f"the '{header}' header is required by this flow")
+        return value
+    expression = config.get("event_id_expression")
+    if not expression:
+        return None
+    try:
+        value = mapping.evaluate(expression, message)
+    except mapping.MappingError as exc:
+        raise BadRequest(f"the event id expression failed: {exc.code}: {exc.message}") from exc
+    if value is None or isinstance(value, (dict, list, bool)) or value == "":
+        raise BadRequest("the event id expression found no id in this message")
+    return str(value)
+
+
 def _business_key(trigger_config: dict[str, Any], payload: Any) -> str | None:
     expression = trigger_config.get("business_key")
     if not expression:
@@ -225,10 +245,7 @@ def _accept(
         raise BadRequest("a webhook delivery must carry exactly one message")
     message = messages[0]
 
-    header = config.get("event_id_header")
-    event_id = headers.get(header) if header else None
-    if header and not event_id:
-        raise BadRequest(f"the '{header}' header is required by this flow")
+    event_id = _event_id(config, headers, message)
     payload_hash = hashlib.sha256(body).hexdigest()
     run = Run(
         flow_id=flow.id,

@@ -149,3 +149,40 @@ def test_backlog_over_threshold_is_429_with_retry_after(client, hook, app):
     assert_problem(refused, 429)
     assert refused.headers["Retry-After"] == "30"
     assert run_count() == 2
+
+
+def test_event_id_from_a_jsonata_expression_dedupes(client, make_user, sink):
+    ctx = live_flow(client, make_user, sink, event_id_expression="$string(id)")
+    hook = f"/hooks/{ctx['flow']['slug']}"
+    first = client.post(hook, json=ORDER)
+    assert first.status_code == 202
+    again = client.post(hook, json=ORDER)
+    assert again.status_code == 200 and again.get_json()["run_id"] == first.get_json()["run_id"]
+    other = client.post(hook, json=dict(ORDER, id=5500000002))
+    assert other.status_code == 202
+    missing = client.post(hook, json={"no": "id"})
+    assert_problem(missing, 400)
+    assert run_count() == 2
+
+
+def test_same_event_id_posted_concurrently_makes_one_run(client, make_user, sink, app):
+    """20 concurrent deliveries of one Shopify event: the unique constraint keeps one run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
+    ctx = live_flow(client, make_user, sink, event_id_header="X-Shopify-Event-Id")
+    hook = f"/hooks/{ctx['flow']['slug']}"
+    db.session.remove()
+
+    def post(_: int) -> tuple[int, int]:
+        with app.test_client() as c:
+            r = c.post(hook, json=ORDER, headers={"X-Shopify-Event-Id": "evt-race"})
+            return r.status_code, r.get_json()["run_id"]
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(post, range(20)))
+    statuses = sorted(code for code, _ in results)
+    assert statuses.count(202) == 1 and statuses.count(200) == 19, statuses
+    assert len({run_id for _, run_id in results}) == 1
+    assert run_count() == 1
