@@ -63,11 +63,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "FLOWGATE_RUN_LEASE_SECONDS": float(env.get("FLOWGATE_RUN_LEASE_SECONDS") or 120),
         # Back-pressure: waiting runs per flow before intake answers 429 + Retry-After.
         "FLOWGATE_MAX_BACKLOG": int(env.get("FLOWGATE_MAX_BACKLOG") or 10_000),
+        # Circuit breaker per connection: consecutive transient failures before it opens,
+        # and how long it stays open before one trial delivery.
+        "FLOWGATE_BREAKER_THRESHOLD": int(env.get("FLOWGATE_BREAKER_THRESHOLD") or 5),
+        "FLOWGATE_BREAKER_COOLDOWN_SECONDS": float(
+            env.get("FLOWGATE_BREAKER_COOLDOWN_SECONDS") or 30
+        ),
         # Claims of one run (delivery retries + recoveries) before it is dead-lettered.
         "FLOWGATE_MAX_RUN_ATTEMPTS": int(env.get("FLOWGATE_MAX_RUN_ATTEMPTS") or 25),
         # A queued run not picked up for this long is re-enqueued (crash after commit).
         "FLOWGATE_REQUEUE_AFTER_SECONDS": float(env.get("FLOWGATE_REQUEUE_AFTER_SECONDS") or 30),
         "FLOWGATE_SWEEP_INTERVAL_SECONDS": float(env.get("FLOWGATE_SWEEP_INTERVAL_SECONDS") or 5),
+        # JSONata runs in killable child processes (flows.sandbox): per-evaluation time limit
+        # (hard kill 250 ms later), address-space cap per child, children per process.
+        "FLOWGATE_MAPPING_TIMEOUT_MS": int(env.get("FLOWGATE_MAPPING_TIMEOUT_MS") or 1000),
+        "FLOWGATE_MAPPING_MEMORY_MB": int(env.get("FLOWGATE_MAPPING_MEMORY_MB") or 512),
+        "FLOWGATE_MAPPING_POOL_SIZE": int(env.get("FLOWGATE_MAPPING_POOL_SIZE") or 2),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # The API checks CSRF itself, only for cookie-authenticated writes (see app.auth).

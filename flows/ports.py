@@ -74,3 +74,25 @@ class RunStore(Protocol):
         ``claimed.attempts`` fences the write: if the lease expired and another worker has
         claimed the run since, nothing is written and False is returned.
         """
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether a delivery to a connection may start now; if not, how long to wait."""
+
+    allowed: bool
+    wait_seconds: float = 0.0
+    reason: str = ""
+    token: str = ""  # hand back to ``DeliveryGate.done``
+
+
+class DeliveryGate(Protocol):
+    """Circuit breaker plus rate and concurrency limits per connection, shared by workers.
+
+    A refused admission is not an attempt: the delivery waits and is tried later.
+    """
+
+    def admit(self, connection_id: int) -> Admission: ...
+
+    def done(self, connection_id: int, admission: Admission, *, healthy: bool) -> None:
+        """``healthy`` is False for transient failures (5xx, timeouts, refused connections)."""

@@ -26,6 +26,9 @@ def _view(row: Connection) -> dict[str, Any]:
         "connector": row.connector_key,
         "config": row.config,
         "system_id": row.system_id,
+        "rate_limit_per_second": row.rate_limit_per_second,
+        "max_in_flight": row.max_in_flight,
+        "breaker": runtime.delivery_gate().state(row.id).to_dict(),
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }

@@ -22,6 +22,9 @@ class Connection(db.Model):
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Fernet token of a JSON object {field: value}; decrypted only by app.crypto.
     secrets_encrypted: Mapped[str] = mapped_column(Text, default="")
+    # Shared by all workers (app.gates): None means no limit.
+    rate_limit_per_second: Mapped[float | None]
+    max_in_flight: Mapped[int | None]
     system_id: Mapped[int | None] = mapped_column(ForeignKey("systems.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

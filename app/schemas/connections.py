@@ -11,6 +11,12 @@ class ConnectionCreateSchema(StrictSchema):
     config = fields.Dict(load_default=dict)
     secrets = fields.Dict(keys=fields.Str(), values=fields.Str(allow_none=True), load_default=dict)
     system_id = fields.Int(allow_none=True, load_default=None)
+    rate_limit_per_second = fields.Float(
+        allow_none=True, load_default=None, validate=validate.Range(min=0.1, max=10_000)
+    )
+    max_in_flight = fields.Int(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=1_000)
+    )
 
 
 class ConnectionUpdateSchema(StrictSchema):
@@ -18,6 +24,10 @@ class ConnectionUpdateSchema(StrictSchema):
     config = fields.Dict()
     secrets = fields.Dict(keys=fields.Str(), values=fields.Str(allow_none=True))
     system_id = fields.Int(allow_none=True)
+    rate_limit_per_second = fields.Float(
+        allow_none=True, validate=validate.Range(min=0.1, max=10_000)
+    )
+    max_in_flight = fields.Int(allow_none=True, validate=validate.Range(min=1, max=1_000))
 
 
 class ConnectionSchema(Schema):
@@ -28,6 +38,9 @@ class ConnectionSchema(Schema):
     connector = fields.Str()
     config = fields.Dict()
     system_id = fields.Int(allow_none=True)
+    rate_limit_per_second = fields.Float(allow_none=True)
+    max_in_flight = fields.Int(allow_none=True)
+    breaker = fields.Dict(metadata={"description": "closed | open | half_open, shared by workers"})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
 

@@ -77,6 +77,8 @@ def create_connection(data: dict[str, Any], actor: User) -> Connection:
             {k: v for k, v in secrets.items() if v not in (None, "", MASK)}
         ),
         system_id=data.get("system_id"),
+        rate_limit_per_second=data.get("rate_limit_per_second"),
+        max_in_flight=data.get("max_in_flight"),
     )
     db.session.add(row)
     db.session.flush()
@@ -103,6 +105,10 @@ def update_connection(connection_id: int, data: dict[str, Any], actor: User) -> 
     if "system_id" in data:
         _check_system(data["system_id"])
         row.system_id, changed = data["system_id"], [*changed, "system_id"]
+    for limit in ("rate_limit_per_second", "max_in_flight"):
+        if limit in data:
+            setattr(row, limit, data[limit])
+            changed.append(limit)
     if "secrets" in data:
         incoming = _checked_secrets(spec, data["secrets"] or {})
         box = runtime.secret_box()

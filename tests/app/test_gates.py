@@ -1,0 +1,86 @@
+"""The per-connection delivery gate on a real Redis: breaker, rate and concurrency limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from app.gates import GateLimits, RedisDeliveryGate
+
+
+@pytest.fixture
+def client(redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def gate(client, limits=GateLimits(), **kwargs):
+    return RedisDeliveryGate(client, lambda cid: limits, **kwargs)
+
+
+def test_breaker_opens_after_threshold_then_one_trial_closes_it(client):
+    g = gate(client, threshold=3, cooldown_seconds=0.3)
+    for _ in range(3):
+        admission = g.admit(7)
+        assert admission.allowed
+        g.done(7, admission, healthy=False)
+    assert g.state(7).state == "open"
+    refused = g.admit(7)
+    assert not refused.allowed and "open" in refused.reason and 0 < refused.wait_seconds <= 0.3
+    time.sleep(0.35)
+    trial = g.admit(7)
+    assert trial.allowed  # half-open: exactly one trial
+    second = g.admit(7)
+    assert not second.allowed and "trial" in second.reason
+    g.done(7, trial, healthy=True)
+    assert g.state(7).state == "closed" and g.admit(7).allowed
+
+
+def test_failed_trial_reopens_the_breaker(client):
+    g = gate(client, threshold=1, cooldown_seconds=0.2)
+    g.done(3, g.admit(3), healthy=False)
+    time.sleep(0.25)
+    trial = g.admit(3)
+    assert trial.allowed
+    g.done(3, trial, healthy=False)
+    assert g.state(3).state == "open"
+
+
+def test_success_resets_the_consecutive_failure_count(client):
+    g = gate(client, threshold=3, cooldown_seconds=10)
+    for healthy in (False, False, True, False, False):
+        g.done(1, g.admit(1), healthy=healthy)
+    assert g.state(1).state == "closed" and g.state(1).consecutive_failures == 2
+
+
+def test_concurrency_limit_is_shared_and_released(client):
+    first, second = (
+        gate(client, GateLimits(max_in_flight=2)),
+        gate(client, GateLimits(max_in_flight=2)),
+    )
+    a, b = first.admit(9), second.admit(9)  # two "workers"
+    assert a.allowed and b.allowed
+    blocked = first.admit(9)
+    assert not blocked.allowed and "concurrency" in blocked.reason
+    second.done(9, b, healthy=True)
+    assert first.admit(9).allowed
+
+
+def test_rate_limit_per_second(client):
+    g = gate(client, GateLimits(rate_per_second=5))
+    while time.time() % 1 > 0.7:  # keep the five admissions inside one second
+        time.sleep(0.05)
+    allowed = [g.admit(4).allowed for _ in range(7)]
+    assert allowed == [True] * 5 + [False] * 2
+    refused = g.admit(4)
+    assert refused.wait_seconds <= 1.0 and "rate" in refused.reason
+
+
+def test_connections_are_independent(client):
+    g = gate(client, threshold=1, cooldown_seconds=10)
+    g.done(1, g.admit(1), healthy=False)
+    assert not g.admit(1).allowed and g.admit(2).allowed
