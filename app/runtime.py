@@ -1,5 +1,6 @@
 """Per-application singletons built lazily from config: connector registry, secret box,
-egress policy and HTTP session. Kept in ``app.extensions`` so tests get fresh ones per app."""
+egress policy, HTTP session and JSONata evaluator. Kept in ``app.extensions`` so tests get
+fresh ones per app."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from flask import Flask, current_app
 from app.crypto import SecretBox
 from connectors.egress import EgressPolicy, guarded_session
 from connectors.registry import ConnectorRegistry, load_registry
+from flows.mapping import Limits
+from flows.sandbox import SandboxedEvaluator, shared_evaluator
 
 
 def _cached(app: Flask, name: str, build: Any) -> Any:
@@ -41,9 +44,55 @@ def http_session(app: Flask | None = None) -> Any:
     return _cached(app, "http", lambda: guarded_session(egress_policy(app)))
 
 
+def mapping_evaluator(app: Flask | None = None) -> SandboxedEvaluator:
+    """JSONata with hard limits (killable child processes), for the worker and the web.
+
+    Apps with the same settings share one process-wide pool (the tests build many apps);
+    no child starts until the first evaluation.
+    """
+    app = app or current_app
+    return _cached(
+        app,
+        "mapping_evaluator",
+        lambda: shared_evaluator(
+            Limits(timeout_ms=app.config.get("FLOWGATE_MAPPING_TIMEOUT_MS", 1000)),
+            memory_mb=app.config.get("FLOWGATE_MAPPING_MEMORY_MB", 512),
+            pool_size=app.config.get("FLOWGATE_MAPPING_POOL_SIZE", 2),
+        ),
+    )
+
+
 def idempotency_prefix(app: Flask | None = None) -> str:
     """Derived from the secret key so two installations never share idempotency keys
     (a destination would otherwise treat a fresh install's run 1 as a duplicate)."""
     app = app or current_app
     digest = hashlib.sha256(("idempotency:" + app.config["SECRET_KEY"]).encode()).hexdigest()
     return "fg" + digest[:10]
+
+
+def delivery_gate(app: Flask | None = None) -> Any:
+    """The Redis-backed circuit breaker and limits shared by every worker (app.gates)."""
+    from app.gates import GateLimits, RedisDeliveryGate
+    from app.models import Connection
+    from app.redis_conn import get_redis
+
+    app = app or current_app
+
+    def limits_for(connection_id: int) -> GateLimits:
+        from app.extensions import db
+
+        row = db.session.get(Connection, connection_id)
+        if row is None:
+            return GateLimits()
+        return GateLimits(row.rate_limit_per_second, row.max_in_flight)
+
+    return _cached(
+        app,
+        "gate",
+        lambda: RedisDeliveryGate(
+            get_redis(app),
+            limits_for,
+            threshold=app.config["FLOWGATE_BREAKER_THRESHOLD"],
+            cooldown_seconds=app.config["FLOWGATE_BREAKER_COOLDOWN_SECONDS"],
+        ),
+    )

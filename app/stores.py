@@ -117,11 +117,12 @@ class SqlRunStore:
         if result.rowcount != 1:
             return None
         row = db.session.execute(
-            select(Run.attempts, Run.payload, FlowVersion.definition)
+            select(Run.attempts, Run.payload, Run.received_at, FlowVersion.definition)
             .join(FlowVersion, FlowVersion.id == Run.flow_version_id)
             .where(Run.id == run_id)
         ).one()
-        return ClaimedRun(run_id, row.attempts, row.payload, row.definition)
+        age = max(0.0, (now - row.received_at).total_seconds())
+        return ClaimedRun(run_id, row.attempts, row.payload, row.definition, age)
 
     def extend_lease(self, run_id: int, lease_seconds: float) -> None:
         db.session.execute(

@@ -1,10 +1,10 @@
 """Serves the built single-page web UI (``frontend/dist``).
 
-``/`` and the client-side routes (``/login``, ``/flows``, ``/runs``, ``/runs/<id>``)
-all answer with ``index.html`` so deep links survive a reload; the hashed bundles
-live under ``/assets/``.  The dist folder is ``<repo>/frontend/dist`` unless
-``app.config["FLOWGATE_FRONTEND_DIST"]`` names another one.  When the UI has not
-been built the pages answer 503 with a hint instead of failing.
+``/`` and the client-side routes (``/login``, ``/flows``, ``/runs``, ``/runs/<id>``,
+``/dead-letters``, ``/connections``) all answer with ``index.html`` so deep links survive
+a reload; the hashed bundles live under ``/assets/``.  The dist folder is
+``<repo>/frontend/dist`` unless ``app.config["FLOWGATE_FRONTEND_DIST"]`` names another one.
+When the UI has not been built the pages answer 503 with a hint instead of failing.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def _not_built() -> Response:
 @bp.get("/flows", endpoint="flows")
 @bp.get("/runs", endpoint="runs")
 @bp.get("/runs/<run_id>", endpoint="run")
+@bp.get("/dead-letters", endpoint="dead_letters")
+@bp.get("/connections", endpoint="connections")
 def index(run_id: str | None = None) -> Response:
     dist = dist_dir()
     if not (dist / "index.html").is_file():

@@ -33,6 +33,8 @@ def configure_engine(app: Flask) -> None:
         deliveries=SqlDeliveryLedger(lease),
         http=runtime.http_session(app),
         key_prefix=runtime.idempotency_prefix(app),
+        evaluator=runtime.mapping_evaluator(app),
+        gate=runtime.delivery_gate(app),
     )
     store = SqlRunStore()
 

@@ -26,6 +26,8 @@ class RetryPolicy:
     max_attempts: int = 5
     backoff_seconds: float = 2.0
     max_backoff_seconds: float = 300.0
+    # No retry is scheduled past this age of the message: it is dead-lettered instead.
+    max_age_seconds: float = 86400.0
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | None) -> RetryPolicy:
@@ -35,6 +37,7 @@ class RetryPolicy:
             max_attempts=int(doc.get("max_attempts", default.max_attempts)),
             backoff_seconds=float(doc.get("backoff_seconds", default.backoff_seconds)),
             max_backoff_seconds=float(doc.get("max_backoff_seconds", default.max_backoff_seconds)),
+            max_age_seconds=float(doc.get("max_age_seconds", default.max_age_seconds)),
         )
 
 

@@ -22,8 +22,9 @@ from connectors.base import ConnectorContext, ConnectorError, Destination, Retry
 from connectors.registry import ConnectorRegistry
 from flows import mapping
 from flows.definition import TRIGGER_NODE_ID, FlowDefinition, RetryPolicy, Step
-from flows.ports import ConnectionResolver, DeliveryLedger
+from flows.ports import Admission, ConnectionResolver, DeliveryGate, DeliveryLedger
 from flows.results import DeliveryStatus, RunResult, RunStatus, StepResult, StepStatus
+from flows.sandbox import InProcessEvaluator, MappingEvaluator
 
 log = logging.getLogger("flowgate.engine")
 
@@ -47,6 +48,8 @@ class _Outcome:
     delivered: int = 0
     retry_delays: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    age_seconds: float = 0.0  # since the message was received (for the max age)
 
 
 class FlowRunner:
@@ -62,6 +65,8 @@ class FlowRunner:
         key_prefix: str,
         limits: mapping.Limits | None = None,
         simulate: bool = False,
+        evaluator: MappingEvaluator | None = None,
+        gate: DeliveryGate | None = None,
     ) -> None:
         self.registry = registry
         self.connections = connections
@@ -69,12 +74,19 @@ class FlowRunner:
         self.http = http
         self.key_prefix = key_prefix
         self.limits = limits or mapping.Limits()
+        # Runs map and filter steps. Workers pass a flows.sandbox.SandboxedEvaluator (hard
+        # limits, with its own Limits); the default evaluates in-process with `limits`.
+        self.evaluator = evaluator or InProcessEvaluator(self.limits)
         # A simulated run (editor test run, review dry run) sends nothing: each deliver step
         # records exactly what its destination would receive.
         self.simulate = simulate
+        # Circuit breaker and rate/concurrency limits per connection (app.gates in workers).
+        self.gate = gate
 
-    def run(self, run_id: int, definition: FlowDefinition, payload: Any) -> RunResult:
-        outcome = _Outcome()
+    def run(
+        self, run_id: int, definition: FlowDefinition, payload: Any, *, age_seconds: float = 0.0
+    ) -> RunResult:
+        outcome = _Outcome(age_seconds=age_seconds)
         pending: list[tuple[str, Any]] = [
             (child, payload) for child in reversed(definition.children(TRIGGER_NODE_ID))
         ]
@@ -103,7 +115,7 @@ class FlowRunner:
 
     def _map(self, step: Step, message: Any, outcome: _Outcome) -> tuple[StepResult, bool, Any]:
         try:
-            output = mapping.evaluate(step.expression or "", message, limits=self.limits)
+            output = self.evaluator.evaluate(step.expression or "", message)
         except mapping.MappingError as exc:
             outcome.failures.append(f"step '{step.id}': mapping error {exc.code}: {exc.message}")
             return _failed(step, message, exc.to_dict()), False, None
@@ -111,7 +123,7 @@ class FlowRunner:
 
     def _filter(self, step: Step, message: Any, outcome: _Outcome) -> tuple[StepResult, bool, Any]:
         try:
-            keep = mapping.evaluate_condition(step.condition or "", message, limits=self.limits)
+            keep = self.evaluator.evaluate_condition(step.condition or "", message)
         except mapping.MappingError as exc:
             outcome.failures.append(f"step '{step.id}': condition error {exc.code}: {exc.message}")
             return _failed(step, message, exc.to_dict()), False, None
@@ -135,20 +147,58 @@ class FlowRunner:
             return _failed(step, message, {"code": "dead_lettered"}), False, None
 
         key = idempotency_key(self.key_prefix, run_id, step.id)
-        attempt = self.deliveries.begin(run_id, step.id, key)
         try:
+            # Storage errors here propagate on purpose: nothing was sent, so the run is
+            # re-queued after its lease without using up one of the delivery's attempts.
             connector, ctx = self._connector_for(step)
-            sent = connector.send(ctx, message, idempotency_key=key)
         except ConnectorError as exc:
+            attempt = self.deliveries.begin(run_id, step.id, key)
+            return self._delivery_failed(run_id, step, message, attempt, exc, outcome)
+        admission = self._admit(step)
+        if admission is not None and not admission.allowed:
+            return self._wait(step, message, admission, outcome)
+        attempt = self.deliveries.begin(run_id, step.id, key)
+        healthy = False
+        try:
+            sent = connector.send(ctx, message, idempotency_key=key)
+            healthy = True
+        except ConnectorError as exc:
+            healthy = not exc.retryable  # a 4xx is an answer: the destination is up
             return self._delivery_failed(run_id, step, message, attempt, exc, outcome)
         except Exception as exc:  # a connector bug must cost an attempt, not strand the run
             log.exception("run.connector_crashed run_id=%s step=%s", run_id, step.id)
             crash = RetryableConnectorError(f"unexpected {exc.__class__.__name__} in connector")
             return self._delivery_failed(run_id, step, message, attempt, crash, outcome)
+        finally:
+            if admission is not None and self.gate is not None:
+                self.gate.done(step.connection_id or 0, admission, healthy=healthy)
         self.deliveries.acknowledge(run_id, step.id, sent)
         outcome.delivered += 1
         output = {"status_code": sent.status_code, "idempotency_key": key}
         return StepResult(step.id, StepStatus.SUCCEEDED, message, output), True, message
+
+    def _admit(self, step: Step) -> Admission | None:
+        if self.gate is None or step.connection_id is None:
+            return None
+        return self.gate.admit(step.connection_id)
+
+    def _wait(
+        self, step: Step, message: Any, admission: Admission, outcome: _Outcome
+    ) -> tuple[StepResult, bool, Any]:
+        """The gate said not now (breaker open, limit reached): wait without an attempt."""
+        if outcome.age_seconds + admission.wait_seconds > step.retry.max_age_seconds:
+            outcome.failures.append(
+                f"step '{step.id}': waited past the retry policy's max age ({admission.reason})"
+            )
+            return (
+                _failed(step, message, {"code": "max_age", "message": admission.reason}),
+                False,
+                None,
+            )
+        outcome.retry_delays.append(admission.wait_seconds)
+        outcome.waiting.append(f"step '{step.id}': waiting: {admission.reason}")
+        error = {"code": "waiting", "message": admission.reason}
+        return StepResult(step.id, StepStatus.RETRYING, message, None, error), False, None
 
     def _delivery_failed(
         self,
@@ -159,7 +209,12 @@ class FlowRunner:
         exc: ConnectorError,
         outcome: _Outcome,
     ) -> tuple[StepResult, bool, Any]:
-        retry = exc.retryable and attempt < step.retry.max_attempts
+        delay = backoff_seconds(step.retry, attempt)
+        hinted = getattr(exc, "retry_after_seconds", None)
+        if hinted:
+            delay = max(delay, min(float(hinted), step.retry.max_backoff_seconds))
+        too_old = outcome.age_seconds + delay > step.retry.max_age_seconds
+        retry = exc.retryable and attempt < step.retry.max_attempts and not too_old
         status = DeliveryStatus.RETRYING if retry else DeliveryStatus.DEAD_LETTERED
         assert self.deliveries is not None
         self.deliveries.fail(
@@ -182,13 +237,14 @@ class FlowRunner:
             exc.message,
         )
         if retry:
-            delay = backoff_seconds(step.retry, attempt)
-            hinted = getattr(exc, "retry_after_seconds", None)
-            if hinted:
-                delay = max(delay, min(float(hinted), step.retry.max_backoff_seconds))
             outcome.retry_delays.append(delay)
             return StepResult(step.id, StepStatus.RETRYING, message, None, error), False, None
-        why = "permanent error" if not exc.retryable else f"gave up after {attempt} attempts"
+        if not exc.retryable:
+            why = "permanent error"
+        elif too_old:
+            why = f"gave up after {attempt} attempts: next retry would pass the max age"
+        else:
+            why = f"gave up after {attempt} attempts"
         outcome.failures.append(f"step '{step.id}': {why}: {exc.message}")
         return _failed(step, message, error), False, None
 
@@ -219,7 +275,7 @@ def _failed(step: Step, message: Any, error: dict[str, Any]) -> StepResult:
 
 def _fold(outcome: _Outcome) -> RunResult:
     if outcome.retry_delays:
-        status, reason = RunStatus.RETRYING, "; ".join(outcome.failures) or None
+        status, reason = RunStatus.RETRYING, "; ".join(outcome.waiting + outcome.failures) or None
         return RunResult(status, outcome.steps, reason, min(outcome.retry_delays))
     if outcome.failures:
         return RunResult(RunStatus.DEAD_LETTERED, outcome.steps, "; ".join(outcome.failures))

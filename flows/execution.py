@@ -32,7 +32,7 @@ def execute_run(
         # Only validated versions go live, so this means a corrupted row: never retry it.
         result = RunResult(RunStatus.DEAD_LETTERED, reason=f"unreadable flow definition: {exc!r}")
     else:
-        result = runner.run(run_id, definition, claimed.payload)
+        result = runner.run(run_id, definition, claimed.payload, age_seconds=claimed.age_seconds)
     if not store.finish(claimed, result):
         log.warning("run.lease_lost run_id=%s attempt=%s", run_id, claimed.attempts)
         return None

@@ -28,11 +28,12 @@ What this module adds on top of jsonata-python 0.7.1 (see shared/docs/jsonata-py
   (JSONata undefined). Output is fresh plain Python (dict/list/str/int/float/bool/None,
   object key order kept); JSONata null and undefined both become ``None``.
 
-Known gap (a later issue): the timeout and depth checks are cooperative, made when the
-evaluator enters or leaves an expression node. A single long native call runs past them: a
-catastrophic regex, ``$pad("", 2e8)`` (memory too), ``$sort`` of millions of items,
-``$sum([1..10000000])`` (about 30 s: the signature check inspects every item). Hard limits
-need a killable subprocess with a wall clock and a memory rlimit. Also, the first use
+Known gap: the timeout and depth checks are cooperative, made when the evaluator enters
+or leaves an expression node. A single long native call runs past them: a catastrophic
+regex, ``$pad("", 2e8)`` (memory too), ``$sort`` of millions of items,
+``$sum([1..10000000])`` (about 30 s: the signature check inspects every item). For hard
+limits, ``flows.sandbox`` runs this module in killable child processes with a wall clock
+and a memory rlimit; the worker and the web layer evaluate through it. Also, the first use
 imports jsonata-python (about 45 ms), which sets the process recursion limit to 10,000.
 """
 

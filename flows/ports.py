@@ -33,6 +33,7 @@ class ClaimedRun:
     attempts: int
     payload: Any
     definition: Mapping[str, Any]
+    age_seconds: float = 0.0  # since the message was received
 
 
 class ConnectionResolver(Protocol):

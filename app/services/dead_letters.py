@@ -230,6 +230,7 @@ def _simulator() -> FlowRunner:
         http=None,
         key_prefix=runtime.idempotency_prefix(app),
         simulate=True,
+        evaluator=runtime.mapping_evaluator(app),
     )
 
 

@@ -183,7 +183,7 @@ def _event_id(config: Mapping[str, Any], headers: Mapping[str, str], message: An
     if not expression:
         return None
     try:
-        value = mapping.evaluate(expression, message)
+        value = runtime.mapping_evaluator().evaluate(expression, message)
     except mapping.MappingError as exc:
         raise BadRequest(f"the event id expression failed: {exc.code}: {exc.message}") from exc
     if value is None or isinstance(value, (dict, list, bool)) or value == "":
@@ -196,7 +196,8 @@ def _business_key(trigger_config: dict[str, Any], payload: Any) -> str | None:
     if not expression:
         return None
     try:
-        value = mapping.evaluate(expression, payload)
+        # In the sandbox: a hostile key expression costs at most its hard limit, not a thread.
+        value = runtime.mapping_evaluator().evaluate(expression, payload)
     except mapping.MappingError:
         return None  # a missing key must not cost us the message
     if value is None or isinstance(value, (dict, list)):

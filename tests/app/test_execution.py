@@ -253,3 +253,44 @@ def test_connector_crash_costs_an_attempt_not_the_run(
     run = run_row(run_id)
     assert run.status == "retrying"
     assert "unexpected KeyError" in run.deliveries[0].last_error
+
+
+def test_breaker_opens_on_a_failing_destination_and_nothing_is_burned(
+    client, make_user, sink, run_worker, app
+):
+    """Sink down: after the threshold the breaker opens, later runs wait without attempts,
+    and once the sink is back and the cool-down passed, everything is delivered once."""
+    import time
+
+    from app.runtime import delivery_gate
+
+    app.config["FLOWGATE_BREAKER_THRESHOLD"] = 2
+    app.config["FLOWGATE_BREAKER_COOLDOWN_SECONDS"] = 1
+    app.extensions.pop("flowgate.gate", None)
+    from app.worker import configure_engine
+
+    configure_engine(app)  # rebuild the worker's gate with these settings
+    ctx = live_flow(client, make_user, sink)
+    sink.default = Answer(status=503)
+    run_ids = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in range(4)]
+    run_worker()
+    connection_id = client.get("/api/v1/connections", headers=ctx["headers"]).get_json()["items"][0]
+    assert connection_id["breaker"]["state"] == "open"
+    assert len(sink.requests) == 2  # the threshold; the other two runs waited
+    waiting = [run_row(rid) for rid in run_ids[2:]]
+    assert all(r.status == "retrying" and "breaker" in r.reason for r in waiting)
+    assert all(not r.deliveries for r in waiting)  # no attempt burned
+    sink.default = Answer(status=201)
+    time.sleep(1.1)
+    for _ in range(6):
+        for rid in run_ids:
+            if run_row(rid).status == "retrying":
+                make_due(rid)
+        sweep(app)
+        run_worker()
+        if all(run_row(rid).status == "succeeded" for rid in run_ids):
+            break
+        time.sleep(0.3)
+    assert [run_row(rid).status for rid in run_ids] == ["succeeded"] * 4
+    assert len(set(sink.effects())) == 4
+    assert delivery_gate(app).state(connection_id["id"]).state == "closed"

@@ -179,3 +179,52 @@ def test_backoff_grows_and_is_capped():
     assert 1 <= backoff_seconds(policy, 1) <= 2
     assert 8 <= backoff_seconds(policy, 4) <= 16
     assert 10 <= backoff_seconds(policy, 9) <= 20
+
+
+class ClosedGate:
+    """A gate that refuses everything, as an open circuit breaker does."""
+
+    def __init__(self) -> None:
+        self.done_calls: list[bool] = []
+
+    def admit(self, connection_id):
+        from flows.ports import Admission
+
+        return Admission(False, 12.5, "circuit breaker open")
+
+    def done(self, connection_id, admission, *, healthy):
+        self.done_calls.append(healthy)
+
+
+def test_refused_admission_waits_without_using_an_attempt():
+    ledger = MemoryLedger()
+    r = runner(ledger)
+    r.gate = ClosedGate()
+    r.connections = type(
+        "OneConnection", (), {"resolve": lambda self, cid: ResolvedConnection("recorder", {}, {})}
+    )()
+    one = flow(
+        {"id": "d", "type": "deliver", "connector": "recorder", "connection_id": 4},
+        edges=[("trigger", "d")],
+    )
+    result = r.run(1, one, {})
+    assert result.status == RunStatus.RETRYING and result.retry_in_seconds == 12.5
+    assert "circuit breaker open" in result.reason
+    assert ledger.get(1, "d") is None  # no attempt recorded, nothing sent
+    assert RECEIVED == []
+
+
+def test_no_retry_past_the_max_age():
+    r = runner()
+    FAILURES.append(RetryableConnectorError("503", status_code=503))
+    one = flow(
+        {
+            "id": "d",
+            "type": "deliver",
+            "connector": "recorder",
+            "retry": {"max_attempts": 10, "max_age_seconds": 60},
+        },
+        edges=[("trigger", "d")],
+    )
+    result = r.run(1, one, {}, age_seconds=59.5)
+    assert result.status == RunStatus.DEAD_LETTERED and "max age" in result.reason
