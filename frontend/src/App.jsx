@@ -2,6 +2,8 @@ import { useCallback, useEffect, useState } from 'react';
 import { auth, onUnauthorized, setCsrfToken } from './api.js';
 import { matchPath, navigate, useLocation } from './router.js';
 import AppHeader from './components/AppHeader.jsx';
+import ConnectionsPage from './components/ConnectionsPage.jsx';
+import DeadLettersPage from './components/DeadLettersPage.jsx';
 import FlowsPage from './components/FlowsPage.jsx';
 import LoginPage from './components/LoginPage.jsx';
 import NotFoundPage from './components/NotFoundPage.jsx';
@@ -16,10 +18,12 @@ function safeNext(value) {
   return value && value.startsWith('/') && !value.startsWith('//') && !value.startsWith('/login') ? value : HOME;
 }
 
-function Page({ path, query }) {
+function Page({ path, query, user }) {
   if (path === '/' || path === '/login') return <Loading />; // redirecting
   if (path === '/flows') return <FlowsPage />;
   if (path === '/runs') return <RunsPage query={query} />;
+  if (path === '/dead-letters') return <DeadLettersPage query={query} user={user} />;
+  if (path === '/connections') return <ConnectionsPage />;
   const run = matchPath('/runs/:id', path);
   if (run) return <RunDetailPage key={run.id} id={run.id} />;
   return <NotFoundPage />;
@@ -109,7 +113,7 @@ export default function App() {
       <a className="skip-link" href="#main">Skip to content</a>
       <AppHeader path={path} user={session.user} onSignOut={signOut} signingOut={signingOut} />
       <main id="main" className="app-main">
-        <Page path={path} query={query} />
+        <Page path={path} query={query} user={session.user} />
       </main>
     </>
   );

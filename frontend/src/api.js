@@ -95,3 +95,17 @@ export const runs = {
     api(withQuery('/api/v1/runs', { flow, status, q, limit }), opts),
   get: (id, opts) => api(`/api/v1/runs/${encodeURIComponent(id)}`, opts),
 };
+
+export const deadLetters = {
+  list: ({ flow, reason, since, until, limit = 50, offset = 0 } = {}, opts) =>
+    api(withQuery('/api/v1/dead-letters', { flow, reason, since, until, limit, offset }), opts),
+  /** body: { ids } or { filter }, plus { version: 'original' | 'live', dry_run }. */
+  replay: (body, opts) => api('/api/v1/dead-letters/replay', { method: 'POST', body, ...opts }),
+  replayStatus: (ids, opts) =>
+    api(withQuery('/api/v1/dead-letters/replay-status', { ids: ids.join(',') }), opts),
+};
+
+export const connections = {
+  list: (opts) => api('/api/v1/connections', opts),
+  test: (id, opts) => api(`/api/v1/connections/${encodeURIComponent(id)}/test`, { method: 'POST', ...opts }),
+};

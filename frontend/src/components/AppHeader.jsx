@@ -3,6 +3,8 @@ import Link from './Link.jsx';
 const NAV = [
   { to: '/flows', label: 'Flows' },
   { to: '/runs', label: 'Runs' },
+  { to: '/dead-letters', label: 'Dead letters' },
+  { to: '/connections', label: 'Connections' },
 ];
 
 export default function AppHeader({ path, user, onSignOut, signingOut }) {

@@ -6,7 +6,8 @@ export default function NotFoundPage() {
     <>
       <PageHeading title="Page not found" />
       <p>
-        There is nothing here. Go to <Link to="/flows">Flows</Link> or <Link to="/runs">Runs</Link>.
+        There is nothing here. Go to <Link to="/flows">Flows</Link>, <Link to="/runs">Runs</Link>,{' '}
+        <Link to="/dead-letters">Dead letters</Link> or <Link to="/connections">Connections</Link>.
       </p>
     </>
   );
