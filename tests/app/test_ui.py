@@ -29,7 +29,9 @@ def make_client(dist_path):
     return flask_app.test_client()
 
 
-@pytest.mark.parametrize("path", ["/", "/login", "/flows", "/runs", "/runs/12"])
+@pytest.mark.parametrize(
+    "path", ["/", "/login", "/flows", "/runs", "/runs/12", "/dead-letters", "/connections"]
+)
 def test_index_and_client_routes_serve_index_without_caching(dist, path):
     response = make_client(dist).get(path)
     assert response.status_code == 200
