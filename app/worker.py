@@ -35,6 +35,7 @@ def configure_engine(app: Flask) -> None:
         key_prefix=runtime.idempotency_prefix(app),
         evaluator=runtime.mapping_evaluator(app),
         gate=runtime.delivery_gate(app),
+        egress=runtime.egress_policy(app),
     )
     store = SqlRunStore()
 

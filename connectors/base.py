@@ -69,6 +69,9 @@ class ConnectorContext:
     logger: logging.Logger
     http: Any  # requests.Session built by connectors.egress.guarded_session
     timeout_seconds: float = 10.0
+    # connectors.egress.EgressPolicy: non-HTTP connectors check every host they connect to
+    # with connectors.egress.checked_addresses(ctx.egress, host, port).
+    egress: Any = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import Timeout
 
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, RetryableConnectorError
 
 ALLOW_ENV_VAR = "FLOWGATE_EGRESS_ALLOW"
 
@@ -342,3 +342,23 @@ def guarded_session(policy: EgressPolicy, *, user_agent: str = "Flowgate/0.1") -
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def checked_addresses(policy: EgressPolicy, host: str, port: int) -> list[str]:
+    """Resolve ``host`` once for a non-HTTP protocol (SQL, SFTP, SMTP, AMQP) and return its
+    addresses, refusing with ``EgressDenied`` if ANY of them is disallowed.
+
+    Connect to one of the returned addresses (never to ``host`` again), so a DNS answer that
+    changes between check and connect cannot slip past the policy.
+    """
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise RetryableConnectorError(f"cannot resolve {host}: {exc.strerror}") from exc
+    addresses: list[str] = []
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        policy.check(host, address)
+        if address not in addresses:
+            addresses.append(address)
+    return addresses

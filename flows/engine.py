@@ -67,6 +67,7 @@ class FlowRunner:
         simulate: bool = False,
         evaluator: MappingEvaluator | None = None,
         gate: DeliveryGate | None = None,
+        egress: Any = None,
     ) -> None:
         self.registry = registry
         self.connections = connections
@@ -82,6 +83,7 @@ class FlowRunner:
         self.simulate = simulate
         # Circuit breaker and rate/concurrency limits per connection (app.gates in workers).
         self.gate = gate
+        self.egress = egress  # connectors.egress.EgressPolicy for non-HTTP connectors
 
     def run(
         self, run_id: int, definition: FlowDefinition, payload: Any, *, age_seconds: float = 0.0
@@ -265,6 +267,7 @@ class FlowRunner:
             step_config=step.config,
             logger=logging.getLogger(f"flowgate.connector.{connector.spec.key}"),
             http=self.http,
+            egress=self.egress,
         )
         return connector, ctx
 

@@ -136,6 +136,7 @@ def test_connection(connection_id: int, actor: User) -> CheckResult:
         step_config={},
         logger=logging.getLogger(f"flowgate.connector.{row.connector_key}"),
         http=runtime.http_session(),
+        egress=runtime.egress_policy(),
     )
     started = time.perf_counter()
     try:
