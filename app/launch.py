@@ -101,7 +101,8 @@ def main() -> int:
         return honcho.wait()
     except KeyboardInterrupt:
         honcho.send_signal(signal.SIGINT)  # honcho stops every process it started
-        return honcho.wait()
+        honcho.wait()
+        return 0  # a requested stop is a clean exit (no "make: *** Error 130")
     finally:
         if embedded is not None:
             _stop_embedded(embedded)
