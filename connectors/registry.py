@@ -12,7 +12,15 @@ from collections.abc import Iterable, Mapping
 
 from connectors.base import Connector, ConnectorError, ConnectorSpec
 
-CONNECTOR_MODULES: tuple[str, ...] = ("connectors.webhook", "connectors.http")
+CONNECTOR_MODULES: tuple[str, ...] = (
+    "connectors.webhook",
+    "connectors.http",
+    "connectors.sql",
+    "connectors.file",
+    "connectors.smtp_email",
+    "connectors.amqp",
+    "connectors.redis_stream",
+)
 ALIASES: dict[str, str] = {}
 
 

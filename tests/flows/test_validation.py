@@ -20,7 +20,8 @@ REGISTRY = load_registry()
 
 
 def known_connection(connection_id: int) -> str | None:
-    return "http" if connection_id == 3 else None
+    known = {3: "http", 4: "sql", 5: "amqp", 6: "redis_stream", 7: "file", 8: "email"}
+    return known.get(connection_id)
 
 
 def load(path: Path) -> tuple[dict, list[list[str]]]:
