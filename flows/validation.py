@@ -201,11 +201,7 @@ def _expression_problems(doc: Mapping[str, Any]) -> list[Problem]:
 def _connector_problems(
     doc: Mapping[str, Any], registry: ConnectorRegistry, connection_lookup: ConnectionLookup
 ) -> list[Problem]:
-    problems: list[Problem] = []
-    trigger = doc["trigger"]
-    problems += _one_connector(
-        "/trigger", trigger["type"], "trigger", trigger.get("config") or {}, registry
-    )
+    problems = _trigger_problems(doc["trigger"], registry, connection_lookup)
     for i, step in enumerate(doc["steps"]):
         if step["type"] != "deliver":
             continue
@@ -224,24 +220,56 @@ def _connector_problems(
                     Problem(f"{base}/connection_id", "missing_connection", "choose a connection")
                 )
             continue
-        stored_key = connection_lookup(connection_id)
-        if stored_key is None:
-            problems.append(
-                Problem(
-                    f"{base}/connection_id",
-                    "unknown_connection",
-                    f"connection {connection_id} does not exist",
-                )
-            )
-        elif stored_key != spec.key:
-            problems.append(
-                Problem(
-                    f"{base}/connection_id",
-                    "connection_mismatch",
-                    f"connection {connection_id} is a '{stored_key}' connection, not '{spec.key}'",
-                )
-            )
+        problems += _connection_problems(base, connection_id, spec.key, connection_lookup)
     return problems
+
+
+def _trigger_problems(
+    trigger: Mapping[str, Any], registry: ConnectorRegistry, connection_lookup: ConnectionLookup
+) -> list[Problem]:
+    """The trigger's config, and its connection: required when it verifies signatures."""
+    config = trigger.get("config") or {}
+    problems = _one_connector("/trigger", trigger["type"], "trigger", config, registry)
+    if any(p.code == "unknown_connector" for p in problems):
+        return problems
+    connection_id = trigger.get("connection_id")
+    if connection_id is not None:
+        key = registry.spec(trigger["type"]).key
+        return problems + _connection_problems("/trigger", connection_id, key, connection_lookup)
+    signature = config.get("signature")
+    scheme = signature.get("scheme") if isinstance(signature, Mapping) else None
+    if scheme not in (None, "none"):
+        problems.append(
+            Problem(
+                "/trigger/connection_id",
+                "missing_connection",
+                f"signature scheme '{scheme}' needs a connection holding the signing secret",
+            )
+        )
+    return problems
+
+
+def _connection_problems(
+    base: str, connection_id: int, connector_key: str, connection_lookup: ConnectionLookup
+) -> list[Problem]:
+    stored_key = connection_lookup(connection_id)
+    if stored_key is None:
+        return [
+            Problem(
+                f"{base}/connection_id",
+                "unknown_connection",
+                f"connection {connection_id} does not exist",
+            )
+        ]
+    if stored_key != connector_key:
+        return [
+            Problem(
+                f"{base}/connection_id",
+                "connection_mismatch",
+                f"connection {connection_id} is a '{stored_key}' connection, not '{connector_key}'",
+            )
+        ]
+    return []
 
 
 def _one_connector(

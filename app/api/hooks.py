@@ -25,6 +25,7 @@ def _read_body(limit: int) -> bytes:
 @bp.response(202, AcceptedSchema)
 @bp.alt_response(200, schema=AcceptedSchema, description="Duplicate event id: the original run")
 @bp.alt_response(400, schema=ProblemSchema, description="Malformed or too deeply nested JSON")
+@bp.alt_response(401, schema=ProblemSchema, description="Missing or bad signature")
 @bp.alt_response(404, schema=ProblemSchema, description="No live flow at this address")
 @bp.alt_response(413, schema=ProblemSchema)
 @bp.alt_response(415, schema=ProblemSchema, description="Not JSON")

@@ -22,10 +22,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app import runtime
 from app.errors import Invalid, NotFound, ServiceError, Unavailable
 from app.extensions import db
-from app.models import Flow, FlowVersion, Run, VersionStatus
+from app.models import Connection, Flow, FlowVersion, Run, VersionStatus
 from app.models._types import utcnow
 from app.queues import enqueue_runs
 from connectors.base import ConnectorContext, ConnectorError, InboundRequest
+from connectors.webhook import SignatureError, WebhookTrigger
 from flows import mapping
 from flows.results import RunStatus
 
@@ -45,6 +46,12 @@ class UnsupportedMediaType(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status, title = 413, "Payload too large"
+
+
+class BadSignature(ServiceError):
+    """The sender's signature is missing, wrong or stale (or no secret is set: fail closed)."""
+
+    status, title = 401, "Unauthorized"
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,35 @@ def accept_webhook(
         raise Unavailable("the run ledger is unavailable; retry later", retry_after=5) from exc
 
 
+def _trigger_secrets(slug: str, trigger: Mapping[str, Any]) -> dict[str, str]:
+    """The signing secrets of the trigger's webhook connection; {} (fail closed) if unusable."""
+    connection_id = trigger.get("connection_id")
+    if connection_id is None:
+        return {}
+    row = db.session.get(Connection, connection_id)
+    if row is None or row.connector_key != "webhook":
+        log.error(
+            "intake.trigger_connection_unusable slug=%s connection_id=%s", slug, connection_id
+        )
+        return {}
+    try:
+        return runtime.secret_box().decrypt(row.secrets_encrypted)
+    except ValueError:
+        log.error("intake.secrets_undecryptable slug=%s connection_id=%s", slug, connection_id)
+        return {}
+
+
+def _verify(
+    slug: str, connector: WebhookTrigger, ctx: ConnectorContext, request: InboundRequest
+) -> None:
+    try:
+        connector.verify(ctx, request)
+    except SignatureError as exc:
+        # The reason is logged and told to the sender; never a secret or expected signature.
+        log.warning("intake.signature_rejected slug=%s reason=%s", slug, exc.message)
+        raise BadSignature(exc.message) from exc
+
+
 def _accept(
     slug: str, headers: Mapping[str, str], body: bytes, content_type: str | None
 ) -> Accepted:
@@ -223,23 +259,29 @@ def _accept(
     trigger = version.definition.get("trigger") or {}
     if trigger.get("type") != "webhook":
         raise NotFound(f"flow '{slug}' is not triggered by a webhook")
-    check_content_type(content_type)
-    _check_backlog(flow.id)
-    payload = parse_json_body(body, current_app.config["FLOWGATE_MAX_JSON_DEPTH"])
     config = trigger.get("config") or {}
-
     connector = runtime.registry().create("webhook")
+    if not isinstance(connector, WebhookTrigger):  # the registry maps "webhook" elsewhere
+        raise TypeError(f"the webhook connector is {type(connector).__name__}, not WebhookTrigger")
     ctx = ConnectorContext(
         connection_config={},
-        secrets={},
+        secrets=_trigger_secrets(slug, trigger),
         step_config=config,
         logger=logging.getLogger("flowgate.connector.webhook"),
         http=None,
     )
+    # Authenticate first: an unsigned sender learns nothing about content type, backlog or
+    # parsing, and costs no JSON parse. The signature covers the raw bytes as received.
+    _verify(slug, connector, ctx, InboundRequest(headers=headers, body=body, payload=None))
+    check_content_type(content_type)
+    _check_backlog(flow.id)
+    payload = parse_json_body(body, current_app.config["FLOWGATE_MAX_JSON_DEPTH"])
+
+    request = InboundRequest(headers=headers, body=body, payload=payload)
     try:
-        messages = connector.accept(
-            ctx, InboundRequest(headers=headers, body=body, payload=payload)
-        )
+        messages = connector.accept(ctx, request)
+    except SignatureError as exc:  # accept re-verifies; a Stripe timestamp may just expire
+        raise BadSignature(exc.message) from exc
     except ConnectorError as exc:
         raise BadRequest(exc.message) from exc
     if len(messages) != 1:
