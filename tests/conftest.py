@@ -110,14 +110,17 @@ def _empty_tables(app: Any) -> None:
 
     with app.app_context():
         engine = db.engine
-        tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
+        # Read the catalogue before taking the write lock: a second connection reading it
+        # while our DELETEs hold SQLite's lock would wait on ourselves.
+        names = inspect(engine).get_table_names()
+        tables = [t for t in names if t != "alembic_version"]
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             else:
                 for table in tables:
                     conn.execute(text(f"DELETE FROM {table}"))
-                if "sqlite_sequence" in inspect(engine).get_table_names():
+                if "sqlite_sequence" in names:
                     conn.execute(text("DELETE FROM sqlite_sequence"))
 
 
