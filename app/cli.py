@@ -1,4 +1,5 @@
-"""Flask CLI commands: ``flask --app app users create|token``, ``seed-demo``, ``sweep``."""
+"""Flask CLI commands: ``flask --app app users create|token|role``, ``audit verify``,
+``seed-demo``, ``sweep``."""
 
 from __future__ import annotations
 
@@ -43,6 +44,57 @@ def token_command(email: str, name: str) -> None:
     click.echo(token)
 
 
+@users_cli.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["analyst", "owner", "admin"]))
+def role_command(email: str, role: str) -> None:
+    """Change EMAIL's role to ROLE (audited as user.role_changed)."""
+    from app.extensions import db
+    from app.services import audit
+    from app.services.users import find_user
+
+    user = find_user(email)
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    previous = user.role
+    if previous == role:
+        click.echo(f"{user.email} is already {role}")
+        return
+    user.role = role
+    audit.record(
+        None,
+        "user.role_changed",
+        "user",
+        user.id,
+        email=user.email,
+        role=role,
+        previous=previous,
+        via="cli",
+    )
+    db.session.commit()
+    click.echo(f"{user.email}: {previous} -> {role}")
+
+
+audit_cli = AppGroup("audit", help="The hash-chained audit log.")
+
+
+@audit_cli.command("verify")
+def audit_verify_command() -> None:
+    """Walk the audit chain in id order: OK and the count, or the first broken link (exit 1)."""
+    from app.services.audit import verify_chain
+
+    report = verify_chain()
+    if report.ok:
+        click.echo(f"OK: {report.checked} audit events, chain intact")
+        return
+    click.echo(
+        f"BROKEN: audit event {report.first_broken_id} does not match the chain"
+        f" (event {report.checked} in id order)",
+        err=True,
+    )
+    raise SystemExit(1)
+
+
 @click.command("seed-demo")
 @click.option("--base-url", default=None, help="Where this server is reachable (for the demo OMS).")
 def seed_demo_command(base_url: str | None) -> None:
@@ -64,5 +116,6 @@ def sweep_command() -> None:
 
 def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(sweep_command)

@@ -15,6 +15,8 @@ from app.schemas.flows import (
     FlowQuerySchema,
     FlowSchema,
     FlowVersionSchema,
+    RollbackResultSchema,
+    RollbackSchema,
 )
 from app.services import flows as service
 
@@ -115,3 +117,25 @@ def approve_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any
 def reject_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any:
     """Reject with a comment (owners only, never the author)."""
     return service.reject_version(flow_id, number, current_actor(), data["comment"])
+
+
+@bp.post("/flows/<int:flow_id>/versions/<int:number>/withdraw")
+@bp.response(200, FlowVersionSchema)
+@bp.alt_response(403, schema=ProblemSchema, description="Not the author or a contributor")
+@bp.alt_response(409, schema=ProblemSchema, description="Not in review, or the flow has a draft")
+def withdraw_flow_version(flow_id: int, number: int) -> Any:
+    """Take a version back out of review (its author or a contributor): it becomes the
+    flow's draft again, unless the flow already has another draft (409, audited otherwise)."""
+    return service.withdraw_version(flow_id, number, current_actor())
+
+
+@bp.post("/flows/<int:flow_id>/versions/<int:number>/rollback")
+@bp.arguments(RollbackSchema)
+@bp.response(200, RollbackResultSchema)
+@bp.alt_response(403, schema=ProblemSchema, description="Not an integration owner")
+@bp.alt_response(409, schema=ProblemSchema, description="Not a previously approved version")
+def rollback_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any:
+    """Put a previously approved (retired) version live again, in one step and without a new
+    review (owners only, audited as ``flow.rolled_back``); the live version is retired.
+    The webhook keeps answering throughout."""
+    return service.rollback_version(flow_id, number, current_actor(), data["comment"])

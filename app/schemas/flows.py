@@ -78,3 +78,18 @@ class DraftSavedSchema(Schema):
 
 class DecisionSchema(StrictSchema):
     comment = fields.Str(load_default="", validate=validate.Length(max=10000))
+
+
+class RollbackSchema(StrictSchema):
+    comment = fields.Str(
+        load_default="",
+        validate=validate.Length(max=10000),
+        metadata={"description": "why (kept in the audit log)"},
+    )
+
+
+class RollbackResultSchema(Schema):
+    flow_id = fields.Int()
+    from_version = fields.Int(allow_none=True, metadata={"description": "retired by the rollback"})
+    to_version = fields.Int(metadata={"description": "live again"})
+    version = fields.Nested(FlowVersionSchema, metadata={"description": "the live version"})

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import runtime
 from app.errors import Conflict, Forbidden, Invalid, NotFound
@@ -205,3 +205,96 @@ def reject_version(flow_id: int, number: int, actor: User, comment: str) -> Flow
     audit.record(actor, "flow.rejected", "flow_version", version.id, flow_id=flow_id, number=number)
     db.session.commit()
     return version
+
+
+def withdraw_version(flow_id: int, number: int, actor: User) -> FlowVersion:
+    """The author (or a contributor) takes a version back out of review: it is a draft again,
+    unless the flow already has another draft (a flow has at most one)."""
+    version = get_version(flow_id, number)
+    if actor.id != version.author_id and actor.id not in (version.contributor_ids or []):
+        raise Forbidden("only the author or a contributor of this version can withdraw it")
+    if version.status != VersionStatus.IN_REVIEW.value:
+        raise Conflict(
+            f"version {number} is {version.status}; only a version in review can be withdrawn"
+        )
+    other = version_with_status(version.flow, VersionStatus.DRAFT)
+    if other is not None:
+        raise Conflict(
+            f"the flow already has a draft (version {other.number}) and a flow has one draft"
+            f" at a time: submit or finish version {other.number} first, or carry your changes"
+            f" over into it, instead of withdrawing version {number}",
+            draft_version=other.number,
+        )
+    now = utcnow()
+    # Compare-and-set: a decision taken meanwhile by an owner wins, the withdrawal is refused.
+    moved = db.session.execute(
+        update(FlowVersion)
+        .where(FlowVersion.id == version.id, FlowVersion.status == VersionStatus.IN_REVIEW.value)
+        .values(status=VersionStatus.DRAFT.value, submitted_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        db.session.rollback()
+        raise Conflict(f"version {number} was decided meanwhile; it can no longer be withdrawn")
+    audit.record(
+        actor, "flow.withdrawn", "flow_version", version.id, flow_id=flow_id, number=number
+    )
+    db.session.commit()
+    db.session.refresh(version)
+    return version
+
+
+def rollback_version(flow_id: int, number: int, actor: User, comment: str = "") -> dict[str, Any]:
+    """Owners put a previously approved version live again in one transaction: the live one
+    is retired, the target goes live, no new review. Intake keeps answering: every reader
+    sees either the old or the new live version, never none."""
+    if actor.role != Role.OWNER.value:
+        raise Forbidden("only an integration owner can roll a flow back")
+    target = get_version(flow_id, number)
+    if target.status == VersionStatus.LIVE.value:
+        raise Conflict(f"version {number} is already live")
+    if target.status not in (VersionStatus.RETIRED.value, VersionStatus.APPROVED.value):
+        raise Conflict(
+            f"version {number} is {target.status}; only a version that was approved before"
+            " (retired or approved) can be rolled back to"
+        )
+    current = version_with_status(target.flow, VersionStatus.LIVE)
+    now = utcnow()
+    if current is not None:
+        retired = db.session.execute(
+            update(FlowVersion)
+            .where(FlowVersion.id == current.id, FlowVersion.status == VersionStatus.LIVE.value)
+            .values(status=VersionStatus.RETIRED.value)
+            .execution_options(synchronize_session=False)
+        )
+    revived = db.session.execute(
+        update(FlowVersion)
+        .where(
+            FlowVersion.id == target.id,
+            FlowVersion.status.in_([VersionStatus.RETIRED.value, VersionStatus.APPROVED.value]),
+        )
+        .values(status=VersionStatus.LIVE.value, live_since=now)
+        .execution_options(synchronize_session=False)
+    )
+    if revived.rowcount != 1 or (current is not None and retired.rowcount != 1):
+        db.session.rollback()
+        raise Conflict("the flow's live version changed meanwhile; reload and try again")
+    audit.record(
+        actor,
+        "flow.rolled_back",
+        "flow_version",
+        target.id,
+        flow_id=flow_id,
+        **{"from": current.number if current is not None else None, "to": number},
+        comment=comment,
+    )
+    db.session.commit()
+    db.session.refresh(target)
+    if current is not None:
+        db.session.refresh(current)
+    return {
+        "flow_id": flow_id,
+        "from_version": current.number if current is not None else None,
+        "to_version": number,
+        "version": target,
+    }
