@@ -282,7 +282,7 @@ def test_breaker_opens_on_a_failing_destination_and_nothing_is_burned(
     assert all(not r.deliveries for r in waiting)  # no attempt burned
     sink.default = Answer(status=201)
     time.sleep(1.1)
-    for _ in range(6):
+    for _ in range(15):
         for rid in run_ids:
             if run_row(rid).status == "retrying":
                 make_due(rid)
