@@ -55,6 +55,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         ],
         "FLOWGATE_DEMO": _flag(env.get("FLOWGATE_DEMO"), True),
         "FLOWGATE_PUBLIC_URL": env.get("FLOWGATE_PUBLIC_URL") or None,
+        # Bearer token Prometheus sends to /metrics (users' API tokens work too).
+        "FLOWGATE_METRICS_TOKEN": env.get("FLOWGATE_METRICS_TOKEN") or None,
         "FLOWGATE_QUEUE_NAME": env.get("FLOWGATE_QUEUE_NAME") or "runs",
         # Intake limits: bigger or deeper bodies are refused with 413 / 400.
         "FLOWGATE_MAX_BODY_BYTES": int(env.get("FLOWGATE_MAX_BODY_BYTES") or 1_048_576),

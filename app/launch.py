@@ -56,6 +56,7 @@ def _banner(url: str, logins: dict[str, str] | None, demo_slug: str | None) -> s
 
 def main() -> int:
     os.environ.setdefault("FLOWGATE_EGRESS_ALLOW", "127.0.0.0/8,::1/128")  # demo OMS is local
+    os.environ.setdefault("FLOWGATE_LOG_FORMAT", "text")  # readable in a terminal; prod: json
     from flask_migrate import upgrade
 
     from app import create_app

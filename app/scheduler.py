@@ -6,7 +6,6 @@ Later issues add cron triggers, polls and alert evaluation to the same loop.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
@@ -14,6 +13,7 @@ from rq.registry import StartedJobRegistry
 
 from app import create_app
 from app.extensions import db
+from app.logging_setup import configure_logging
 from app.queues import run_queue
 from app.services.sweep import sweep
 
@@ -21,10 +21,7 @@ log = logging.getLogger("flowgate.scheduler")
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("FLOWGATE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging()  # FLOWGATE_LOG_FORMAT (json by default) and FLOWGATE_LOG_LEVEL
     app = create_app()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

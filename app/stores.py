@@ -12,7 +12,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 
 from app.crypto import SecretBox
 from app.extensions import db
-from app.models import Connection, Delivery, FlowVersion, Run, RunStep
+from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep
 from app.models._types import utcnow
 from connectors.base import SendResult
 from flows.ports import ClaimedRun, DeliveryRecord, ResolvedConnection
@@ -117,12 +117,28 @@ class SqlRunStore:
         if result.rowcount != 1:
             return None
         row = db.session.execute(
-            select(Run.attempts, Run.payload, Run.received_at, FlowVersion.definition)
+            select(
+                Run.attempts,
+                Run.payload,
+                Run.received_at,
+                Run.business_key,
+                FlowVersion.definition,
+                Flow.slug,
+            )
             .join(FlowVersion, FlowVersion.id == Run.flow_version_id)
+            .join(Flow, Flow.id == Run.flow_id)
             .where(Run.id == run_id)
         ).one()
         age = max(0.0, (now - row.received_at).total_seconds())
-        return ClaimedRun(run_id, row.attempts, row.payload, row.definition, age)
+        return ClaimedRun(
+            run_id,
+            row.attempts,
+            row.payload,
+            row.definition,
+            age,
+            flow=row.slug,
+            business_key=row.business_key,
+        )
 
     def extend_lease(self, run_id: int, lease_seconds: float) -> None:
         db.session.execute(

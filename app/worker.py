@@ -7,15 +7,13 @@ evaluation and per-call timeouts rather than from a fresh process per job.
 
 from __future__ import annotations
 
-import logging
-import os
-
 from flask import Flask
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app import create_app, runtime
 from app.extensions import db
+from app.logging_setup import configure_logging, level_from_env
 from app.queues import run_queue
 from app.redis_conn import get_redis
 from app.stores import SqlConnectionResolver, SqlDeliveryLedger, SqlRunStore
@@ -50,16 +48,13 @@ def configure_engine(app: Flask) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("FLOWGATE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging()  # FLOWGATE_LOG_FORMAT (json by default) and FLOWGATE_LOG_LEVEL
     app = create_app()
     configure_engine(app)
     with app.app_context():
         queue = run_queue(app)
     worker = SimpleWorker([queue], connection=get_redis(app), serializer=JSONSerializer)
-    worker.work(with_scheduler=False, logging_level=os.environ.get("FLOWGATE_LOG_LEVEL", "INFO"))
+    worker.work(with_scheduler=False, logging_level=level_from_env())
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,9 @@ from flows.results import DeliveryStatus, RunResult, RunStatus, StepResult, Step
 from flows.sandbox import InProcessEvaluator, MappingEvaluator
 
 log = logging.getLogger("flowgate.engine")
+
+# The id of the step being run, for log records (app.logging_setup injects it).
+step_context: ContextVar[str | None] = ContextVar("flowgate_step", default=None)
 
 
 def idempotency_key(key_prefix: str, run_id: int, step_id: str) -> str:
@@ -106,12 +110,16 @@ class FlowRunner:
         self, run_id: int, step: Step, message: Any, outcome: _Outcome
     ) -> tuple[StepResult, bool, Any]:
         started = time.perf_counter()
-        if step.type == "map":
-            result, passes_on, output = self._map(step, message, outcome)
-        elif step.type == "filter":
-            result, passes_on, output = self._filter(step, message, outcome)
-        else:
-            result, passes_on, output = self._deliver(run_id, step, message, outcome)
+        token = step_context.set(step.id)
+        try:
+            if step.type == "map":
+                result, passes_on, output = self._map(step, message, outcome)
+            elif step.type == "filter":
+                result, passes_on, output = self._filter(step, message, outcome)
+            else:
+                result, passes_on, output = self._deliver(run_id, step, message, outcome)
+        finally:
+            step_context.reset(token)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         return result, passes_on, output
 

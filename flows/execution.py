@@ -8,6 +8,8 @@ executes twice at once; the SQL ledger, not RQ, is the truth.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from flows.definition import FlowDefinition
 from flows.engine import FlowRunner
@@ -17,14 +19,37 @@ from flows.results import RunResult, RunStatus
 log = logging.getLogger("flowgate.execution")
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What every log record written while a run executes is tagged with (never payloads)."""
+
+    run_id: int
+    flow: str | None = None  # the flow's slug
+    business_key: str | None = None
+
+
+run_context: ContextVar[RunContext | None] = ContextVar("flowgate_run", default=None)
+
+
 def execute_run(
     run_id: int, *, store: RunStore, runner: FlowRunner, lease_seconds: float
 ) -> RunResult | None:
     """Run ``run_id`` if it is ours to run; None when another worker has it or it is done."""
+    token = run_context.set(RunContext(run_id))
+    try:
+        return _execute(run_id, store=store, runner=runner, lease_seconds=lease_seconds)
+    finally:
+        run_context.reset(token)
+
+
+def _execute(
+    run_id: int, *, store: RunStore, runner: FlowRunner, lease_seconds: float
+) -> RunResult | None:
     claimed = store.claim(run_id, lease_seconds)
     if claimed is None:
         log.info("run.not_claimed run_id=%s", run_id)
         return None
+    run_context.set(RunContext(run_id, claimed.flow, claimed.business_key))
     log.info("run.started run_id=%s attempt=%s", run_id, claimed.attempts)
     try:
         definition = FlowDefinition.from_json(claimed.definition)

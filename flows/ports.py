@@ -34,6 +34,9 @@ class ClaimedRun:
     payload: Any
     definition: Mapping[str, Any]
     age_seconds: float = 0.0  # since the message was received
+    # For log context only (app.logging_setup): the flow's slug and the run's business key.
+    flow: str | None = None
+    business_key: str | None = None
 
 
 class ConnectionResolver(Protocol):

@@ -27,6 +27,7 @@ def _authenticate_request() -> None:
 def register_api(app: Flask) -> None:
     from app import demo
     from app.api import (
+        audit,
         auth,
         connections,
         connectors,
@@ -35,6 +36,7 @@ def register_api(app: Flask) -> None:
         health,
         hooks,
         mappings,
+        metrics,
         runs,
         schemas,
         systems,
@@ -55,8 +57,10 @@ def register_api(app: Flask) -> None:
         mappings,
         schemas,
         systems,
+        audit,
     ):
         api.register_blueprint(module.bp)
     api.register_blueprint(hooks.bp)
     api.register_blueprint(health.bp)
+    api.register_blueprint(metrics.bp)
     api.register_blueprint(demo.bp)

@@ -20,6 +20,10 @@ class Run(db.Model):
         UniqueConstraint("flow_id", "idempotency_key", name="uq_runs_flow_idempotency_key"),
         Index("ix_runs_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_runs_flow_received", "flow_id", "received_at"),
+        # Backlog checks at intake and /metrics counts per flow and status.
+        Index("ix_runs_flow_status", "flow_id", "status"),
+        # Latency windows in /metrics and retention scans.
+        Index("ix_runs_finished_at", "finished_at"),
         # Run ids are part of idempotency keys: SQLite must never reuse one after a delete.
         {"sqlite_autoincrement": True},
     )
