@@ -289,11 +289,39 @@ def _accept(
     message = messages[0]
 
     event_id = _event_id(config, headers, message)
-    payload_hash = hashlib.sha256(body).hexdigest()
+    return record_run(
+        flow,
+        version,
+        trigger_kind="webhook",
+        message=message,
+        payload_hash=hashlib.sha256(body).hexdigest(),
+        event_id=event_id,
+    )
+
+
+def record_run(
+    flow: Flow,
+    version: FlowVersion,
+    *,
+    trigger_kind: str,
+    message: Any,
+    payload_hash: str | None = None,
+    event_id: str | None = None,
+) -> Accepted:
+    """Record one accepted message as a queued Run, commit, then enqueue its id.
+
+    Every trigger (webhook, schedule, poll, event, manual) goes through here, so the ledger
+    rules hold for all of them: committed before acknowledged, deduplicated by the event id
+    (a unique constraint), enqueued after the commit (the sweep covers a lost enqueue).
+    """
+    config = (version.definition.get("trigger") or {}).get("config") or {}
+    if payload_hash is None:
+        canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        payload_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     run = Run(
         flow_id=flow.id,
         flow_version_id=version.id,
-        trigger_kind="webhook",
+        trigger_kind=trigger_kind,
         payload=message,
         payload_hash=payload_hash,
         idempotency_key=event_id[:255] if event_id else None,
