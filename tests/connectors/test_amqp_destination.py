@@ -6,7 +6,6 @@ import json
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from connectors.amqp import SPEC, AmqpDestination
 from connectors.base import ConnectorContext, ConnectorError, RetryableConnectorError
 from connectors.config import config_problems
 from connectors.egress import EgressDenied, EgressPolicy
+from tests.support.tls_probe import TlsProbe
 
 if TYPE_CHECKING:
     from conftest import FakeDNS
@@ -442,37 +442,6 @@ def test_each_thread_uses_its_own_connection(broker: Broker, connect_log: list[A
     assert len(rabbit_connects(connect_log)) == 3  # admin + main thread + worker thread
     received = {broker.get()[1].message_id for _ in range(3)}  # type: ignore[index]
     assert received == {"main", "thread", "main-again"}
-
-
-class TlsProbe:
-    """A TLS listener on 127.0.0.1 that records the SNI name each client asked for."""
-
-    def __init__(self, cert: Path, key: Path) -> None:
-        self.names: list[str | None] = []
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        context.sni_callback = lambda _sock, name, _ctx: self.names.append(name)
-        self._context = context
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(5)
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve_one, daemon=True)
-        self._thread.start()
-
-    def _serve_one(self) -> None:
-        try:
-            conn, _ = self._listener.accept()
-        except OSError:
-            return
-        with conn:
-            try:
-                self._context.wrap_socket(conn, server_side=True).close()
-            except (ssl.SSLError, OSError):
-                pass  # the client rejects our self-signed certificate: expected
-
-    def close(self) -> None:
-        self._listener.close()
-        self._thread.join(5)
 
 
 def test_tls_verifies_the_certificate_against_the_configured_name(
