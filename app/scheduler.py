@@ -1,6 +1,7 @@
 """Scheduler process (``python -m app.scheduler``): the recovery sweep on a fixed beat.
 
-Later issues add cron triggers, polls and alert evaluation to the same loop.
+Each beat: fire due cron schedules (app.services.triggers), then the sweep. Later issues
+add polls and alert evaluation to the same loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from app.extensions import db
 from app.logging_setup import configure_logging
 from app.queues import run_queue
 from app.services.sweep import sweep
+from app.services.triggers import fire_due_schedules
 
 log = logging.getLogger("flowgate.scheduler")
 
@@ -30,6 +32,11 @@ def main() -> None:
     log.info("scheduler.started interval=%ss", interval)
     while not stop.is_set():
         with app.app_context():
+            try:  # schedules first: a slow sweep must not make a tick late (and skipped)
+                fire_due_schedules(app)
+            except Exception:  # keep beating: a schedule error must not stop recovery
+                log.exception("scheduler.schedules_failed")
+                db.session.rollback()
             try:
                 sweep(app)
                 # RQ notices jobs of killed workers lazily; the SQL lease is our truth, this

@@ -15,8 +15,10 @@ from importlib import resources
 from typing import Any
 
 TRIGGER_NODE_ID = "trigger"
-# Keys of the document that do not change what a flow does (editor-only state).
-NON_BEHAVIOURAL_KEYS = frozenset({"layout", "samples"})
+# Keys of the document that do not change what a flow does (editor-only state). ``tests``
+# (the analyst's sample tests, see flows.review) are shown to and checked by the reviewer,
+# but they change what is checked, not what runs: editing them keeps the content hash.
+NON_BEHAVIOURAL_KEYS = frozenset({"layout", "samples", "tests"})
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,10 @@ def _one_connector(
         return [Problem(f"{base}/{field}", "unknown_connector", f"no connector '{key}'")]
     if spec.kind != kind:
         return [Problem(f"{base}/{field}", "unknown_connector", f"'{key}' is not a {kind}")]
-    return [
-        Problem(f"{base}/config{path}", "invalid_config", message)
-        for path, message in config_problems(spec.step_schema, dict(config))
-    ]
+    found = config_problems(spec.step_schema, dict(config))
+    # Checks JSON Schema cannot express (a cron expression, a time zone), declared by the
+    # connector class as a static ``semantic_problems(config) -> [(pointer, message)]``.
+    extra = getattr(registry.get(key), "semantic_problems", None)
+    if callable(extra) and not found:
+        found = extra(dict(config))
+    return [Problem(f"{base}/config{path}", "invalid_config", message) for path, message in found]

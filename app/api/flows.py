@@ -17,8 +17,13 @@ from app.schemas.flows import (
     FlowVersionSchema,
     RollbackResultSchema,
     RollbackSchema,
+    VersionReviewSchema,
 )
+from app.schemas.runs import AcceptedSchema
+from app.schemas.triggers import ManualRunSchema
 from app.services import flows as service
+from app.services import review as review_service
+from app.services import triggers
 
 bp = protected_blueprint("flows", __name__, "Flows, drafts and the review gate")
 
@@ -90,10 +95,20 @@ def get_flow_version(flow_id: int, number: int) -> Any:
     return service.get_version(flow_id, number)
 
 
+@bp.get("/flows/<int:flow_id>/versions/<int:number>/review")
+@bp.response(200, VersionReviewSchema)
+@bp.alt_response(404, schema=ProblemSchema)
+def review_flow_version(flow_id: int, number: int) -> Any:
+    """The review page: semantic diff against the live version, guardrails (pass / warn /
+    fail; a fail blocks approval), the sample tests' results and a dry run of the whole flow
+    on its samples with simulated destinations (nothing is sent)."""
+    return review_service.review_page(flow_id, number)
+
+
 @bp.post("/flows/<int:flow_id>/versions/<int:number>/submit")
 @bp.response(200, FlowVersionSchema)
 @bp.alt_response(409, schema=ProblemSchema)
-@bp.alt_response(422, schema=ProblemSchema)
+@bp.alt_response(422, schema=ProblemSchema, description="Problems, or failing sample tests")
 def submit_flow_version(flow_id: int, number: int) -> Any:
     """Submit a draft for review; it is immutable from now on."""
     return service.submit_version(flow_id, number, current_actor())
@@ -104,6 +119,9 @@ def submit_flow_version(flow_id: int, number: int) -> Any:
 @bp.response(200, FlowVersionSchema)
 @bp.alt_response(403, schema=ProblemSchema, description="Not an owner, or the author")
 @bp.alt_response(409, schema=ProblemSchema)
+@bp.alt_response(
+    422, schema=ProblemSchema, description="Failing guardrails or sample tests, listed"
+)
 def approve_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any:
     """Approve (owners only, never the author): the version goes live."""
     return service.approve_version(flow_id, number, current_actor(), data["comment"])
@@ -139,3 +157,17 @@ def rollback_flow_version(data: dict[str, Any], flow_id: int, number: int) -> An
     review (owners only, audited as ``flow.rolled_back``); the live version is retired.
     The webhook keeps answering throughout."""
     return service.rollback_version(flow_id, number, current_actor(), data["comment"])
+
+
+@bp.post("/flows/<int:flow_id>/run")
+@bp.arguments(ManualRunSchema)
+@bp.response(202, AcceptedSchema)
+@bp.alt_response(403, schema=ProblemSchema, description="Not an integration owner or admin")
+@bp.alt_response(404, schema=ProblemSchema, description="No such flow")
+@bp.alt_response(409, schema=ProblemSchema, description="The flow has no live version")
+def run_flow_manually(data: dict[str, Any], flow_id: int) -> tuple[dict[str, Any], int]:
+    """Run the flow's live version now with ``payload`` as the message, whatever its trigger
+    (owners and admins; audited as ``flow.run_manually``). Answers 202 once the run is
+    committed; follow it at ``/api/v1/runs/<run_id>``."""
+    accepted = triggers.run_manually(flow_id, data["payload"], current_actor())
+    return {"run_id": accepted.run_id, "duplicate": accepted.duplicate}, 202

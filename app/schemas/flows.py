@@ -93,3 +93,72 @@ class RollbackResultSchema(Schema):
     from_version = fields.Int(allow_none=True, metadata={"description": "retired by the rollback"})
     to_version = fields.Int(metadata={"description": "live again"})
     version = fields.Nested(FlowVersionSchema, metadata={"description": "the live version"})
+
+
+class GuardrailSchema(Schema):
+    id = fields.Str(
+        metadata={
+            "description": "owner, retry_policy, egress, samples, filter_drops_everything,"
+            " expensive_expression or sample_tests"
+        }
+    )
+    status = fields.Str(metadata={"description": "pass, warn or fail; a fail blocks approval"})
+    message = fields.Str()
+    step = fields.Str(allow_none=True, metadata={"description": "the step it is about, if any"})
+
+
+class SampleTestResultSchema(Schema):
+    name = fields.Str()
+    step = fields.Str()
+    status = fields.Str(metadata={"description": "pass or fail"})
+    expected = fields.Raw(allow_none=True)
+    actual = fields.Raw(allow_none=True)
+    error = fields.Dict(allow_none=True, metadata={"description": "code, message, position"})
+
+
+class DryRunStepSchema(Schema):
+    step_id = fields.Str()
+    status = fields.Str()
+    output = fields.Raw(allow_none=True)
+    error = fields.Dict(allow_none=True)
+    duration_ms = fields.Float()
+
+
+class DryRunDestinationSchema(Schema):
+    step_id = fields.Str()
+    connector = fields.Str(allow_none=True)
+    connection_id = fields.Int(allow_none=True)
+    config = fields.Dict()
+    message = fields.Raw(
+        allow_none=True, metadata={"description": "what the destination would receive"}
+    )
+
+
+class DryRunSchema(Schema):
+    sample = fields.Int(metadata={"description": "index in the definition's samples"})
+    status = fields.Str()
+    reason = fields.Str(allow_none=True)
+    steps = fields.List(fields.Nested(DryRunStepSchema))
+    destinations = fields.List(fields.Nested(DryRunDestinationSchema))
+
+
+class VersionReviewSchema(Schema):
+    version = fields.Nested(FlowVersionSchema)
+    diff_against = fields.Int(
+        allow_none=True, metadata={"description": "the live version compared with, if any"}
+    )
+    diff = fields.Dict(
+        metadata={
+            "description": "semantic diff: trigger, steps added/removed/changed (per field,"
+            " with a unified text diff of expressions), edges, tests; layout and samples are"
+            " never changes"
+        }
+    )
+    approvable = fields.Bool(metadata={"description": "no guardrail fails"})
+    guardrails = fields.List(fields.Nested(GuardrailSchema))
+    blocking = fields.List(fields.Nested(GuardrailSchema))
+    sample_tests = fields.List(fields.Nested(SampleTestResultSchema))
+    dry_run = fields.List(
+        fields.Nested(DryRunSchema),
+        metadata={"description": "the whole flow on each sample, destinations simulated"},
+    )

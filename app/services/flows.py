@@ -123,7 +123,12 @@ def save_draft(
                 " reload it and apply your change again",
                 current_revision=draft.revision,
             )
-        if content_hash(definition) != draft.content_hash and actor.id not in draft.contributor_ids:
+        # Sample tests do not change behaviour, but whoever writes them shapes the review:
+        # they count as a contribution for the four-eyes rule too.
+        changed = content_hash(definition) != draft.content_hash or definition.get(
+            "tests"
+        ) != draft.definition.get("tests")
+        if changed and actor.id not in draft.contributor_ids:
             draft.contributor_ids = [*draft.contributor_ids, actor.id]
         draft.definition = definition
         draft.content_hash = content_hash(definition)
@@ -146,6 +151,9 @@ def submit_version(flow_id: int, number: int, actor: User) -> FlowVersion:
             "the draft has problems; fix them before submitting",
             problems=[p.to_dict() for p in problems],
         )
+    from app.services.review import refuse_failing_sample_tests  # imports this module
+
+    refuse_failing_sample_tests(version)
     version.status = VersionStatus.IN_REVIEW.value
     version.submitted_at = utcnow()
     audit.record(
@@ -170,6 +178,9 @@ def _decide(flow_id: int, number: int, actor: User) -> FlowVersion:
 def approve_version(flow_id: int, number: int, actor: User, comment: str = "") -> FlowVersion:
     """Approve and make live; the previously live version is retired in the same transaction."""
     version = _decide(flow_id, number, actor)
+    from app.services.review import refuse_blocked_approval  # imports this module
+
+    refuse_blocked_approval(version)  # failing guardrails or sample tests: 422
     now = utcnow()
     previous = version_with_status(version.flow, VersionStatus.LIVE)
     if previous is not None:
