@@ -20,6 +20,10 @@ CONNECTOR_MODULES: tuple[str, ...] = (
     "connectors.smtp_email",
     "connectors.amqp",
     "connectors.redis_stream",
+    "connectors.amqp_queue",
+    "connectors.redis_stream_group",
+    "connectors.schedule",
+    "connectors.manual",
 )
 ALIASES: dict[str, str] = {}
 
