@@ -28,6 +28,12 @@ from app.services import triggers
 bp = protected_blueprint("flows", __name__, "Flows, drafts and the review gate")
 
 
+def _is_webhook(version: Any) -> bool:
+    return (
+        version is not None and (version.definition.get("trigger") or {}).get("type") == "webhook"
+    )
+
+
 def _flow_view(flow: Flow) -> dict[str, Any]:
     live = service.version_with_status(flow, VersionStatus.LIVE)
     draft = service.version_with_status(flow, VersionStatus.DRAFT)
@@ -40,7 +46,7 @@ def _flow_view(flow: Flow) -> dict[str, Any]:
         "live_version": live.number if live else None,
         "draft_version": draft.number if draft else None,
         "draft_revision": draft.revision if draft else None,
-        "webhook_path": f"/hooks/{flow.slug}" if live else None,
+        "webhook_path": f"/hooks/{flow.slug}" if _is_webhook(live) else None,
         "versions": flow.versions,
         "created_at": flow.created_at,
     }
