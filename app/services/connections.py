@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -30,7 +31,39 @@ def _checked_config(spec: Any, config: dict[str, Any]) -> dict[str, Any]:
             "the connection config does not match the connector's schema",
             problems=[{"path": f"/config{p}", "message": m} for p, m in problems],
         )
+    _refuse_blocked_host(config)
     return apply_defaults(spec.connection_schema, config)
+
+
+def _target_host(config: dict[str, Any]) -> tuple[str, str] | None:
+    """The (field, host) a connection points at: an http base_url's host or a `host` field."""
+    if isinstance(config.get("base_url"), str):
+        return "base_url", urlsplit(config["base_url"]).hostname or ""
+    if isinstance(config.get("host"), str):
+        return "host", config["host"]
+    return None
+
+
+def _refuse_blocked_host(config: dict[str, Any]) -> None:
+    """Refuse at save what the egress guard would refuse at send, when it is knowable without
+    DNS: IP literals (any spelling Python parses) and localhost. Names are checked at send."""
+    target = _target_host(config)
+    if target is None:
+        return
+    field, host = target
+    host = host.strip("[]").lower()
+    candidates = ["127.0.0.1", "::1"] if host in ("localhost", "localhost.") else [host]
+    for candidate in candidates:
+        try:
+            reason = runtime.egress_policy().refusal_reason(candidate)
+        except ValueError:
+            return  # a host name: resolved and checked on every connection instead
+        if reason:
+            raise Invalid(
+                f"outbound connections to {host} are refused ({reason}); an administrator can "
+                "allow the network with FLOWGATE_EGRESS_ALLOW",
+                problems=[{"path": f"/config/{field}", "message": f"egress_blocked: {reason}"}],
+            )
 
 
 def _checked_secrets(spec: Any, secrets: dict[str, Any]) -> dict[str, Any]:

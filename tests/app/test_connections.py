@@ -87,14 +87,20 @@ def test_check_reaches_a_local_server(client, make_user, sink):
     assert len(sink.requests) == 1
 
 
-def test_check_refuses_private_address_outside_the_allowlist(client, make_user, app):
+def test_blocked_address_is_refused_at_save(client, make_user, app):
     _, headers = make_user("admin")
-    created = create(
-        client,
-        headers,
-        name="Metadata",
-        config={"base_url": "http://169.254.169.254/latest"},
-        secrets={},
-    ).get_json()
-    result = client.post(f"/api/v1/connections/{created['id']}/test", headers=headers).get_json()
-    assert result["ok"] is False and "169.254.169.254" in result["message"]
+    for url in (
+        "http://169.254.169.254/latest",
+        "http://10.0.0.1/",
+        "http://[::ffff:169.254.169.254]/",
+    ):
+        response = create(client, headers, name=url, config={"base_url": url}, secrets={})
+        assert response.status_code == 422, url
+        assert response.get_json()["problems"][0]["path"] == "/config/base_url"
+        assert "egress_blocked" in response.get_json()["problems"][0]["message"]
+    app.config["FLOWGATE_EGRESS_ALLOW"] = []
+    app.extensions.pop("flowgate.egress", None)
+    local = create(client, headers, name="local", config={"base_url": "http://localhost:9/"})
+    assert local.status_code == 422
+    named = create(client, headers, name="named", config={"base_url": "https://erp.example.com"})
+    assert named.status_code == 201  # names are checked when connecting, not guessed at save

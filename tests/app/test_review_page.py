@@ -110,8 +110,16 @@ def test_failing_sample_test_blocks_submit_and_fixing_it_allows_approval(client,
 
 
 @pytest.mark.parametrize("base_url", ["http://169.254.169.254/latest", "http://10.0.0.1:8080"])
-def test_destination_outside_the_egress_allowlist_blocks_approval(client, make_user, base_url):
+def test_destination_outside_the_egress_allowlist_blocks_approval(
+    app, client, make_user, base_url
+):
+    # Saved while an administrator allowed the range, then the allowlist was narrowed: saving
+    # refuses such a connection today, so the review guardrail is what catches it now.
+    app.config["FLOWGATE_EGRESS_ALLOW"] = ["10.0.0.0/8", "169.254.0.0/16"]
+    app.extensions.pop("flowgate.egress", None)
     ctx = _setup(client, make_user, base_url)  # a literal IP: never contacted
+    app.config["FLOWGATE_EGRESS_ALLOW"] = ["127.0.0.0/8"]
+    app.extensions.pop("flowgate.egress", None)
     base = _save(client, ctx, _with_checks(ctx["connection"]["id"]))
     review = client.get(f"{base}/review", headers=ctx["owner"]).get_json()
     guard = _guard(review, "egress", "send_oms")
