@@ -54,6 +54,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             c.strip() for c in (env.get("FLOWGATE_EGRESS_ALLOW") or "").split(",") if c.strip()
         ],
         "FLOWGATE_DEMO": _flag(env.get("FLOWGATE_DEMO"), True),
+        # Folders local file and SQLite connections may use (comma-separated absolute paths).
+        "FLOWGATE_FILE_ROOTS": [
+            r.strip()
+            for r in (env.get("FLOWGATE_FILE_ROOTS") or str(instance_path / "files")).split(",")
+            if r.strip()
+        ],
         "FLOWGATE_PUBLIC_URL": env.get("FLOWGATE_PUBLIC_URL") or None,
         # Bearer token Prometheus sends to /metrics (users' API tokens work too).
         "FLOWGATE_METRICS_TOKEN": env.get("FLOWGATE_METRICS_TOKEN") or None,

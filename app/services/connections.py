@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import select
 
 from app import runtime
@@ -32,7 +34,35 @@ def _checked_config(spec: Any, config: dict[str, Any]) -> dict[str, Any]:
             problems=[{"path": f"/config{p}", "message": m} for p, m in problems],
         )
     _refuse_blocked_host(config)
+    _refuse_paths_outside_roots(config)
     return apply_defaults(spec.connection_schema, config)
+
+
+def _local_paths(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Local filesystem targets: a SQLite database file, a local file destination's folder."""
+    paths = []
+    if config.get("dialect") == "sqlite" and isinstance(config.get("sqlite_path"), str):
+        paths.append(("sqlite_path", config["sqlite_path"]))
+    if config.get("transport") == "local" and isinstance(config.get("base_dir"), str):
+        paths.append(("base_dir", config["base_dir"]))
+    return paths
+
+
+def _refuse_paths_outside_roots(config: dict[str, Any]) -> None:
+    """Local paths must lie under an operator-approved root (FLOWGATE_FILE_ROOTS), so a
+    connection cannot write into Flowgate's own database or any file the worker can reach."""
+    roots = [Path(r).resolve() for r in current_app.config["FLOWGATE_FILE_ROOTS"]]
+    own_db = current_app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    for field, raw in _local_paths(config):
+        path = Path(raw).resolve()
+        inside = any(path == root or root in path.parents for root in roots)
+        if not inside or str(path) == str(Path(own_db).resolve()):
+            allowed = ", ".join(str(r) for r in roots) or "none configured"
+            raise Invalid(
+                f"{raw} is outside the folders connections may use ({allowed}); an "
+                "administrator can add one with FLOWGATE_FILE_ROOTS",
+                problems=[{"path": f"/config/{field}", "message": "outside FLOWGATE_FILE_ROOTS"}],
+            )
 
 
 def _target_host(config: dict[str, Any]) -> tuple[str, str] | None:

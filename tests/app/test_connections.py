@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -104,3 +105,48 @@ def test_blocked_address_is_refused_at_save(client, make_user, app):
     assert local.status_code == 422
     named = create(client, headers, name="named", config={"base_url": "https://erp.example.com"})
     assert named.status_code == 201  # names are checked when connecting, not guessed at save
+
+
+def test_local_paths_must_be_under_the_file_roots(client, make_user, app, tmp_path):
+    _, headers = make_user("admin")
+    app.config["FLOWGATE_FILE_ROOTS"] = [str(tmp_path / "exports")]
+    outside = create(
+        client,
+        headers,
+        name="etc",
+        connector="file",
+        config={"transport": "local", "base_dir": "/etc"},
+        secrets={},
+    )
+    assert outside.status_code == 422
+    assert outside.get_json()["problems"][0]["path"] == "/config/base_dir"
+    sneaky = create(
+        client,
+        headers,
+        name="sneaky",
+        connector="file",
+        config={"transport": "local", "base_dir": str(tmp_path / "exports" / ".." / "x")},
+        secrets={},
+    )
+    assert sneaky.status_code == 422
+    inside = create(
+        client,
+        headers,
+        name="exports",
+        connector="file",
+        config={"transport": "local", "base_dir": str(tmp_path / "exports" / "erp")},
+        secrets={},
+    )
+    assert inside.status_code == 201, inside.get_json()
+    own_db = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config["FLOWGATE_FILE_ROOTS"] = [str(Path(own_db).parent)]
+        ours = create(
+            client,
+            headers,
+            name="ours",
+            connector="sql",
+            config={"dialect": "sqlite", "sqlite_path": own_db},
+            secrets={},
+        )
+        assert ours.status_code == 422  # never Flowgate's own database
