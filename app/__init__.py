@@ -26,6 +26,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app.json.sort_keys = False  # mapped output keeps the order the analyst wrote
 
     db.init_app(flask_app)
+    with flask_app.app_context():
+        _tune_sqlite(db.engine)
     migrate.init_app(flask_app, db, directory=str(_migrations_dir()), render_as_batch=True)
     login_manager.init_app(flask_app)
     csrf.init_app(flask_app)
@@ -34,6 +36,23 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app.register_blueprint(ui.bp)
     cli.register(flask_app)
     return flask_app
+
+
+def _tune_sqlite(engine: Any) -> None:
+    """SQLite is shared by web, workers and scheduler: WAL lets readers and the writer work
+    at once, and a busy timeout makes writers wait for the lock instead of failing."""
+    if engine.dialect.name != "sqlite":
+        return
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def _migrations_dir() -> Any:

@@ -70,17 +70,19 @@ class RedisDeliveryGate:
         threshold: int = 5,
         cooldown_seconds: float = 30.0,
         slot_lease_seconds: float = 180.0,
+        namespace: str = "flowgate",
     ) -> None:
         self.redis = client
+        # Per installation: two Flowgates sharing a Redis must not share breakers.
+        self.namespace = namespace
         self.limits_for = limits_for  # connection_id -> GateLimits
         self.threshold = threshold
         self.cooldown = cooldown_seconds
         self.slot_lease = slot_lease_seconds
         self._admit_script = client.register_script(_ADMIT)
 
-    @staticmethod
-    def _key(connection_id: int, name: str) -> str:
-        return f"flowgate:gate:{connection_id}:{name}"
+    def _key(self, connection_id: int, name: str) -> str:
+        return f"{self.namespace}:gate:{connection_id}:{name}"
 
     def admit(self, connection_id: int) -> Admission:
         now = time.time()

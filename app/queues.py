@@ -20,8 +20,10 @@ def run_queue(app: Flask) -> Queue:
     )
 
 
-def job_id_for(run_id: int) -> str:
-    return f"run-{run_id}"
+def job_id_for(run_id: int, queue_name: str) -> str:
+    """Namespaced by queue: two installations (or test sessions) sharing a Redis database
+    must not overwrite each other's job hashes."""
+    return f"{queue_name}-run-{run_id}"
 
 
 def enqueue_runs(app: Flask, run_ids: list[int]) -> None:
@@ -34,7 +36,7 @@ def enqueue_runs(app: Flask, run_ids: list[int]) -> None:
             Queue.prepare_data(
                 EXECUTE_RUN,
                 args=(run_id,),
-                job_id=job_id_for(run_id),
+                job_id=job_id_for(run_id, queue.name),
                 result_ttl=60,
                 failure_ttl=86400,
             )

@@ -94,5 +94,6 @@ def delivery_gate(app: Flask | None = None) -> Any:
             limits_for,
             threshold=app.config["FLOWGATE_BREAKER_THRESHOLD"],
             cooldown_seconds=app.config["FLOWGATE_BREAKER_COOLDOWN_SECONDS"],
+            namespace=f"flowgate:{idempotency_prefix(app)}:{app.config['FLOWGATE_QUEUE_NAME']}",
         ),
     )

@@ -8,11 +8,14 @@ Every attempt carries the same ``Idempotency-Key`` so a retried delivery has one
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote_plus, urlencode
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -23,9 +26,15 @@ from connectors.base import (
     ConnectorError,
     ConnectorSpec,
     Destination,
+    RetryableConnectorError,
     SendResult,
 )
-from connectors.httputil import error_for_status, read_excerpt, transport_error
+from connectors.httputil import (
+    error_for_status,
+    parse_retry_after,
+    read_excerpt,
+    transport_error,
+)
 from connectors.redaction import Redactor
 
 # Headers the connector owns: configuring them would bypass the auth settings (and put a
@@ -82,6 +91,12 @@ PATH_PATTERN = (
     r"[^\s\\\x00-\x1f\x7f]*$"
 )
 _BASE_URL_PATTERN = r"^https?://[^/?#@\s\\]+(?:/[^?#\s\\]*)?$"
+# RFC 6749 §3.2: a token endpoint may carry a query component, never a fragment.
+_TOKEN_URL_PATTERN = r"^https?://[^/?#@\s\\]+(?:/[^?#\s\\]*)?(?:\?[^#\s\\]*)?$"
+_SCOPE_TOKEN = r"[\x21\x23-\x5B\x5D-\x7E]+"  # RFC 6749 §3.3 scope-token
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+OAUTH2 = "oauth2_client_credentials"
+_TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 CONNECTION_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -111,8 +126,9 @@ CONNECTION_SCHEMA: dict[str, Any] = {
             "type": "string",
             "title": "Authentication",
             "description": "basic: username + password; bearer: token; api_key: the key in "
-            "the header named below.",
-            "enum": ["none", "basic", "bearer", "api_key"],
+            "the header named below; oauth2_client_credentials: a token fetched from the token "
+            "URL with the client ID and client secret.",
+            "enum": ["none", "basic", "bearer", "api_key", OAUTH2],
             "default": "none",
         },
         "username": {
@@ -129,10 +145,56 @@ CONNECTION_SCHEMA: dict[str, Any] = {
             "default": _DEFAULT_API_KEY_HEADER,
             **_HEADER_NAME,
         },
+        "token_url": {
+            "type": "string",
+            "title": "Token URL",
+            "description": "OAuth2 token endpoint, e.g. https://auth.example.com/oauth/token "
+            "(oauth2_client_credentials authentication). http or https only.",
+            "format": "uri",
+            "pattern": _TOKEN_URL_PATTERN,
+            "maxLength": 2048,
+            "errorMessage": {
+                "pattern": "must be an http:// or https:// URL without user:password@ or fragment"
+            },
+        },
+        "client_id": {
+            "type": "string",
+            "title": "Client ID",
+            "description": "OAuth2 client identifier (oauth2_client_credentials).",
+            "minLength": 1,
+            "maxLength": 512,
+            "pattern": _NO_CONTROL,
+        },
+        "scope": {
+            "type": "string",
+            "title": "Scope",
+            "description": "Optional space-separated OAuth2 scopes to request.",
+            "pattern": f"^{_SCOPE_TOKEN}( {_SCOPE_TOKEN})*$",
+            "maxLength": 1024,
+            "errorMessage": {"pattern": "must be scope names separated by single spaces"},
+        },
+        "audience": {
+            "type": "string",
+            "title": "Audience",
+            "description": "Optional audience parameter some providers (e.g. Auth0) require.",
+            "pattern": _NO_CONTROL,
+            "maxLength": 1024,
+        },
+        "token_auth_method": {
+            "type": "string",
+            "title": "Client authentication",
+            "description": "How the client authenticates to the token endpoint (RFC 6749 "
+            "§2.3.1): client_secret_basic sends an Authorization: Basic header, "
+            "client_secret_post sends client_id and client_secret in the form body. "
+            "Default: client_secret_basic.",
+            # No schema default: client_secret_basic is applied in code, so stored configs of
+            # the other auth types stay as they were (connectors.config.apply_defaults).
+            "enum": list(_TOKEN_AUTH_METHODS),
+        },
         "timeout_seconds": {
             "type": "number",
             "title": "Timeout (seconds)",
-            "description": "Connect and read timeout for each request.",
+            "description": "Connect and read timeout for each request (token requests too).",
             "default": _DEFAULT_TIMEOUT_SECONDS,
             "minimum": 0.1,
             "maximum": 120,
@@ -144,7 +206,11 @@ CONNECTION_SCHEMA: dict[str, Any] = {
         {
             "if": {"properties": {"auth": {"const": "basic"}}, "required": ["auth"]},
             "then": {"required": ["username"]},
-        }
+        },
+        {
+            "if": {"properties": {"auth": {"const": OAUTH2}}, "required": ["auth"]},
+            "then": {"required": ["token_url", "client_id"]},
+        },
     ],
 }
 
@@ -189,7 +255,7 @@ SPEC = ConnectorSpec(
     version=1,
     description="Send each message as a JSON request to an HTTP API, with an Idempotency-Key.",
     connection_schema=CONNECTION_SCHEMA,
-    secret_fields=("password", "token", "api_key"),
+    secret_fields=("password", "token", "api_key", "client_secret"),
     step_schema=STEP_SCHEMA,
     requires_connection=True,
     idempotency="key",
@@ -204,58 +270,60 @@ class HttpDestination(Destination):
     spec = SPEC
 
     def send(self, ctx: ConnectorContext, message: Any, *, idempotency_key: str) -> SendResult:
-        """POST (or PUT/PATCH/DELETE) ``message`` as JSON and classify the answer."""
+        """POST (or PUT/PATCH/DELETE) ``message`` as JSON and classify the answer.
+
+        With OAuth2 a 401 means the cached token may have been revoked early: the delivery
+        is retried once with a freshly fetched token and the same idempotency key.
+        """
         config = ctx.connection_config
-        redact, auth_headers = _auth(config, ctx.secrets)
         step = ctx.step_config
         method = str(step.get("method", "POST"))
         if method not in _METHODS:
             raise ConnectorError(f"method {method!r} is not one of {', '.join(_METHODS)}")
         url = _join_url(_base_url(config), str(step.get("path", "/")))
+        body = _encode(message)
+        timeout = _timeout(ctx)
+        oauth = _oauth_client(config, ctx.secrets)
+        if oauth is None:
+            redact, auth_headers = _auth(config, ctx.secrets)
+        else:
+            redact, auth_headers = oauth.auth(ctx, timeout)
         headers = _request_headers(config, step, auth_headers)
         headers["Idempotency-Key"] = idempotency_key
-        timeout = _timeout(ctx)
 
-        started = time.monotonic()
-        try:
-            response = ctx.http.request(
-                method,
-                url,
-                data=_encode(message),
-                headers=headers,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            raise transport_error(exc, redact, url=url, timeout=timeout) from exc
-        try:
-            excerpt = read_excerpt(response, redact)
-        finally:
-            response.close()
-        elapsed_ms = round((time.monotonic() - started) * 1000)
-        ctx.logger.info(
-            "connector.http.sent method=%s status=%s elapsed_ms=%d",
-            method,
-            response.status_code,
-            elapsed_ms,
-        )
-        error = error_for_status(response.status_code, response.headers, excerpt, redact)
+        status, response_headers, excerpt = _deliver(ctx, method, url, body, headers, redact)
+        if status == 401 and oauth is not None:
+            ctx.logger.info("connector.http.token_rejected status=401 retrying=1")
+            rejected = auth_headers["Authorization"].removeprefix("Bearer ")
+            redact, auth_headers = oauth.auth(ctx, timeout, rejected=rejected)
+            redact = redact.with_values([rejected])
+            headers.update(auth_headers)
+            status, response_headers, excerpt = _deliver(ctx, method, url, body, headers, redact)
+        error = error_for_status(status, response_headers, excerpt, redact)
         if error is not None:
             raise error
-        return SendResult(status_code=response.status_code, response_excerpt=excerpt)
+        return SendResult(status_code=status, response_excerpt=excerpt)
 
     def check(self, ctx: ConnectorContext) -> CheckResult:
-        """GET the base URL; any answer below 500 means the API is reachable."""
+        """GET the base URL; any answer below 500 means the API is reachable.
+
+        With OAuth2 a fresh token is fetched first, which proves the client credentials.
+        """
         config = ctx.connection_config
+        timeout = _timeout(ctx)
+        prefix = ""
         try:
             base_url = _base_url(config)
-            redact, auth_headers = _auth(config, ctx.secrets)
+            oauth = _oauth_client(config, ctx.secrets)
+            if oauth is None:
+                redact, auth_headers = _auth(config, ctx.secrets)
+            else:
+                redact, auth_headers = oauth.auth(ctx, timeout, force=True)
+                prefix = f"token OK, expires in {oauth.expires_in(auth_headers)} s; "
             headers = _request_headers(config, {}, auth_headers)
-        except ConnectorError as exc:
+        except ConnectorError as exc:  # includes EgressDenied on the token request
             return CheckResult(ok=False, message=exc.message)
         headers.pop("Content-Type", None)  # a GET has no body
-        timeout = _timeout(ctx)
         started = time.monotonic()
         try:
             response = ctx.http.get(
@@ -266,19 +334,287 @@ class HttpDestination(Destination):
                 stream=True,
             )
         except ConnectorError as exc:  # EgressDenied
-            return CheckResult(ok=False, message=exc.message)
+            return CheckResult(ok=False, message=prefix + exc.message)
         except requests.RequestException as exc:
             error = transport_error(exc, redact, url=base_url, timeout=timeout)
-            return CheckResult(ok=False, message=error.message)
+            return CheckResult(ok=False, message=prefix + error.message)
         response.close()
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if response.status_code >= 500:
             return CheckResult(
                 ok=False,
-                message=f"HTTP {response.status_code} in {elapsed_ms} ms: the server reported "
-                "an error",
+                message=f"{prefix}HTTP {response.status_code} in {elapsed_ms} ms: the server "
+                "reported an error",
             )
-        return CheckResult(ok=True, message=f"HTTP {response.status_code} in {elapsed_ms} ms")
+        return CheckResult(
+            ok=True, message=f"{prefix}HTTP {response.status_code} in {elapsed_ms} ms"
+        )
+
+
+def _deliver(
+    ctx: ConnectorContext,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: CaseInsensitiveDict[str],
+    redact: Redactor,
+) -> tuple[int, CaseInsensitiveDict[str], str]:
+    """One attempt: the status, headers and redacted excerpt of the answer."""
+    timeout = _timeout(ctx)
+    started = time.monotonic()
+    try:
+        response = ctx.http.request(
+            method,
+            url,
+            data=body,
+            headers=headers,
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.RequestException as exc:
+        raise transport_error(exc, redact, url=url, timeout=timeout) from exc
+    try:
+        excerpt = read_excerpt(response, redact)
+    finally:
+        response.close()
+    elapsed_ms = round((time.monotonic() - started) * 1000)
+    ctx.logger.info(
+        "connector.http.sent method=%s status=%s elapsed_ms=%d",
+        method,
+        response.status_code,
+        elapsed_ms,
+    )
+    return response.status_code, response.headers, excerpt
+
+
+# --- OAuth2 client credentials (RFC 6749 §4.4) ---
+
+# Refresh a cached token when less than this is left, so it cannot expire mid-request.
+TOKEN_REFRESH_MARGIN_SECONDS = 30.0
+# Lifetime assumed when the token endpoint omits expires_in (RFC 6749 §5.1: RECOMMENDED).
+_DEFAULT_EXPIRES_IN = 300.0
+_OAUTH_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}")  # RFC 6749 §5.2
+_RETRYABLE_TOKEN_STATUSES = frozenset({408, 425, 429})
+_clock = time.monotonic  # tests replace this to move time forward
+
+# cache key -> (access_token, expires_at on _clock). The key hashes the client secret, so
+# neither the secret nor a token is ever recoverable from a key.
+_token_cache: dict[str, tuple[str, float]] = {}
+_token_cache_lock = threading.Lock()
+_fetch_locks: dict[str, threading.Lock] = {}
+
+
+def clear_token_cache() -> None:
+    """Forget every cached token (tests; a rotated secret already gets a new cache key)."""
+    with _token_cache_lock:
+        _token_cache.clear()
+        _fetch_locks.clear()
+
+
+def _fetch_lock(key: str) -> threading.Lock:
+    with _token_cache_lock:
+        return _fetch_locks.setdefault(key, threading.Lock())
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _OAuthClient:
+    """One connection's client-credentials settings, and its tokens via the shared cache."""
+
+    def __init__(self, config: Mapping[str, Any], secret: str, redact: Redactor) -> None:
+        self.token_url = str(config.get("token_url") or "")
+        self.client_id = str(config.get("client_id") or "")
+        self.scope = str(config.get("scope") or "")
+        self.audience = str(config.get("audience") or "")
+        self.method = str(config.get("token_auth_method") or "client_secret_basic")
+        self.secret = secret
+        pair = f"{quote_plus(self.client_id)}:{quote_plus(secret)}".encode()
+        self.basic = base64.b64encode(pair).decode("ascii")
+        # quote_plus: how the secret appears in a form body a server might echo back.
+        self.redact = redact.with_values([secret, quote_plus(secret), self.basic])
+        self.key = _sha256(
+            json.dumps([self.token_url, self.client_id, self.scope, self.audience, _sha256(secret)])
+        )
+
+    def auth(
+        self,
+        ctx: ConnectorContext,
+        timeout: float,
+        *,
+        rejected: str | None = None,
+        force: bool = False,
+    ) -> tuple[Redactor, dict[str, str]]:
+        """A redactor that also masks the token, and the ``Authorization: Bearer`` header."""
+        token = self.token(ctx, timeout, rejected=rejected, force=force)
+        return self.redact.with_values([token]), {"Authorization": f"Bearer {token}"}
+
+    def expires_in(self, auth_headers: Mapping[str, str]) -> int:
+        token = auth_headers["Authorization"].removeprefix("Bearer ")
+        with _token_cache_lock:
+            cached = _token_cache.get(self.key)
+        if cached is None or cached[0] != token:
+            return 0
+        return max(0, round(cached[1] - _clock()))
+
+    def token(
+        self, ctx: ConnectorContext, timeout: float, *, rejected: str | None, force: bool
+    ) -> str:
+        """A cached token with at least the refresh margin left, else a freshly fetched one.
+
+        ``rejected`` is a token the API just refused: it is replaced unless another thread
+        already did. Fetches for one key are serialised so a burst costs one token request.
+        """
+        with _fetch_lock(self.key):
+            with _token_cache_lock:
+                cached = _token_cache.get(self.key)
+            if (
+                cached is not None
+                and not force
+                and cached[0] != rejected
+                and cached[1] - _clock() >= TOKEN_REFRESH_MARGIN_SECONDS
+            ):
+                return cached[0]
+            token, lifetime = self._fetch(ctx, timeout)
+            with _token_cache_lock:
+                _token_cache[self.key] = (token, _clock() + lifetime)
+            return token
+
+    def _fetch(self, ctx: ConnectorContext, timeout: float) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        if self.audience:
+            form["audience"] = self.audience
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        if self.method == "client_secret_post":
+            form.update(client_id=self.client_id, client_secret=self.secret)
+        else:
+            headers["Authorization"] = f"Basic {self.basic}"
+        started = time.monotonic()
+        try:
+            response = ctx.http.post(
+                self.token_url,
+                data=urlencode(form),
+                headers=headers,
+                timeout=(timeout, timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            error = transport_error(exc, self.redact, url=self.token_url, timeout=timeout)
+            raise type(error)(f"token request failed: {error.message}") from None
+        try:
+            raw = _read_token_body(response)
+        finally:
+            response.close()
+        ctx.logger.info(
+            "connector.http.token_request status=%s elapsed_ms=%d",
+            response.status_code,
+            round((time.monotonic() - started) * 1000),
+        )
+        if response.status_code != 200:
+            raise self._token_error(response.status_code, response.headers, raw)
+        token, lifetime = _parse_token_response(raw)
+        ctx.logger.info("connector.http.token_fetched expires_in=%d", lifetime)
+        return token, lifetime
+
+    def _token_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ConnectorError:
+        detail = self.redact(_oauth_error_detail(raw))
+        if status in _RETRYABLE_TOKEN_STATUSES or 500 <= status < 600:
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            return RetryableConnectorError(
+                f"token endpoint answered HTTP {status}{detail}; the delivery can be retried",
+                retry_after_seconds=retry_after,
+            )
+        if 300 <= status < 400:
+            return ConnectorError(
+                f"token endpoint answered HTTP {status} (a redirect, not followed); set the "
+                "token URL to the final address"
+            )
+        return ConnectorError(
+            f"token endpoint refused the client credentials: HTTP {status}{detail}"
+        )
+
+
+def _read_token_body(response: requests.Response) -> bytes:
+    """At most 64 KiB of the token response (it holds the token: never log or excerpt it)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=8192):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= 64 * 1024:
+                break
+    except (requests.RequestException, OSError):
+        pass
+    return b"".join(chunks)
+
+
+def _oauth_error_detail(raw: bytes) -> str:
+    """The " (code: description)" suffix from an RFC 6749 §5.2 error body, or ""."""
+    try:
+        body = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    code = body.get("error")
+    if not isinstance(code, str) or not _OAUTH_ERROR_CODE.fullmatch(code):
+        return ""
+    description = body.get("error_description")
+    if isinstance(description, str) and description.strip():
+        text = re.sub(r"[\x00-\x1f\x7f]+", " ", description).strip()[:200]
+        return f" ({code}: {text})"
+    return f" ({code})"
+
+
+def _parse_token_response(raw: bytes) -> tuple[str, float]:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ConnectorError("token endpoint answered HTTP 200 without a JSON object")
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token or any(c in token for c in "\r\n\x00 "):
+        raise ConnectorError("token endpoint answered without a usable access_token")
+    token_type = body.get("token_type", "Bearer")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise ConnectorError(f"token endpoint issued an unsupported token_type {token_type!r}")
+    expires_in = body.get("expires_in", _DEFAULT_EXPIRES_IN)
+    try:
+        lifetime = float(expires_in)
+    except (TypeError, ValueError):
+        lifetime = _DEFAULT_EXPIRES_IN
+    if lifetime != lifetime or lifetime < 0:  # NaN or negative
+        lifetime = _DEFAULT_EXPIRES_IN
+    return token, min(lifetime, 10 * 365 * 86400.0)
+
+
+def _oauth_client(config: Mapping[str, Any], secrets: Mapping[str, str]) -> _OAuthClient | None:
+    """The OAuth2 client for an oauth2_client_credentials connection, else None."""
+    if config.get("auth", "none") != OAUTH2:
+        return None
+    token_url = config.get("token_url")
+    if not isinstance(token_url, str) or not re.search(_TOKEN_URL_PATTERN, token_url):
+        raise ConnectorError("the connection's token_url is missing or not an http(s) URL")
+    if not config.get("client_id"):
+        raise ConnectorError("auth is 'oauth2_client_credentials' but no client_id is set")
+    if config.get("token_auth_method", "client_secret_basic") not in _TOKEN_AUTH_METHODS:
+        raise ConnectorError("token_auth_method must be client_secret_basic or client_secret_post")
+    secret = secrets.get("client_secret")
+    if not secret:
+        raise ConnectorError(
+            f"auth is {OAUTH2!r} but no client_secret is stored for this connection"
+        )
+    return _OAuthClient(config, secret, Redactor(secrets.values()))
 
 
 def _timeout(ctx: ConnectorContext) -> float:

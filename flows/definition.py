@@ -61,6 +61,8 @@ class Step:
     connection_id: int | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Deliver only: the canonical schema (name, version) the input must match, or None.
+    input_schema: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class FlowDefinition:
                 connection_id=s.get("connection_id"),
                 config=dict(s.get("config") or {}),
                 retry=RetryPolicy.from_json(s.get("retry")),
+                input_schema=_input_schema(s.get("input_schema")),
             )
             for s in doc["steps"]
         )
@@ -104,6 +107,12 @@ class FlowDefinition:
             steps=steps,
             edges=edges,
         )
+
+
+def _input_schema(doc: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    if not doc:
+        return None
+    return str(doc["name"]), int(doc["version"])
 
 
 def behaviour_of(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from connectors.base import ConnectorContext, ConnectorError, Destination, RetryableConnectorError
 from connectors.registry import ConnectorRegistry
-from flows import mapping
+from flows import canonical, mapping
 from flows.definition import TRIGGER_NODE_ID, FlowDefinition, RetryPolicy, Step
 from flows.ports import Admission, ConnectionResolver, DeliveryGate, DeliveryLedger
 from flows.results import DeliveryStatus, RunResult, RunStatus, StepResult, StepStatus
@@ -143,6 +143,27 @@ class FlowRunner:
     def _deliver(
         self, run_id: int, step: Step, message: Any, outcome: _Outcome
     ) -> tuple[StepResult, bool, Any]:
+        if step.input_schema is not None:
+            # Checked before the ledger and the connector: a mismatch sends nothing and
+            # uses no attempt; retrying cannot fix it, so the run is dead-lettered.
+            name, version = step.input_schema
+            try:
+                problems = [p.to_dict() for p in canonical.validate(name, version, message)]
+            except canonical.UnknownSchema as exc:
+                problems = [{"path": "", "message": str(exc)}]
+            if problems:
+                paths = ", ".join(p["path"] or "/" for p in problems[:10])
+                outcome.failures.append(
+                    f"step '{step.id}': invalid_mapping_output: input does not match "
+                    f"schema '{name}' v{version} at {paths}"
+                )
+                error = {
+                    "code": "invalid_mapping_output",
+                    "message": f"input does not match canonical schema '{name}' v{version}",
+                    "schema": {"name": name, "version": version},
+                    "problems": problems,
+                }
+                return _failed(step, message, error), False, None
         if self.simulate:
             outcome.delivered += 1
             return StepResult(step.id, StepStatus.SIMULATED, message, message), True, message

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from connectors.base import ConnectorError
 from connectors.config import config_problems
 from connectors.registry import ConnectorRegistry
-from flows import mapping
+from flows import canonical, mapping
 from flows.definition import TRIGGER_NODE_ID, load_flow_schema
 
 # Given a connection id, the connector key of that stored connection, or None if unknown.
@@ -206,6 +206,7 @@ def _connector_problems(
         if step["type"] != "deliver":
             continue
         base = f"/steps/{i}"
+        problems += _input_schema_problems(base, step.get("input_schema"))
         found = _one_connector(
             base, step["connector"], "destination", step.get("config") or {}, registry
         )
@@ -222,6 +223,23 @@ def _connector_problems(
             continue
         problems += _connection_problems(base, connection_id, spec.key, connection_lookup)
     return problems
+
+
+def _input_schema_problems(base: str, declared: Mapping[str, Any] | None) -> list[Problem]:
+    if not declared:
+        return []
+    name, version = declared["name"], declared["version"]
+    if not canonical.exists(name):
+        return [Problem(f"{base}/input_schema", "unknown_schema", f"no canonical schema '{name}'")]
+    if not canonical.exists(name, version):
+        return [
+            Problem(
+                f"{base}/input_schema/version",
+                "unknown_schema",
+                f"canonical schema '{name}' has no version {version}",
+            )
+        ]
+    return []
 
 
 def _trigger_problems(

@@ -44,7 +44,9 @@ def _job_alive(app: Flask, run_id: int) -> bool:
     queue = run_queue(app)
     try:
         job = Job.fetch(
-            job_id_for(run_id), connection=queue.connection, serializer=queue.serializer
+            job_id_for(run_id, queue.name),
+            connection=queue.connection,
+            serializer=queue.serializer,
         )
     except NoSuchJobError:
         return False

@@ -116,7 +116,7 @@ def test_breaker_open_and_dead_letters(client, make_user, sink, run_worker, app)
     app.extensions.pop("flowgate.gate", None)
     from app.redis_conn import get_redis
 
-    get_redis(app).delete(*get_redis(app).keys("flowgate:gate:*"))  # close the breaker
+    get_redis(app).delete(*get_redis(app).keys("flowgate:*:gate:*"))  # close the breaker
     configure_engine(app)
     post_order(client, ctx, dict(ORDER, order_number=99))
     run_worker()

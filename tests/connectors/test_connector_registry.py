@@ -61,7 +61,7 @@ def test_catalogue_is_sorted_and_json_serialisable() -> None:
     specs = load_registry().specs()
     assert [s.key for s in specs] == EXPECTED_KEYS
     catalogue = {c["key"]: c for c in json.loads(json.dumps([s.to_dict() for s in specs]))}
-    assert catalogue["http"]["secret_fields"] == ["password", "token", "api_key"]
+    assert catalogue["http"]["secret_fields"] == ["password", "token", "api_key", "client_secret"]
 
 
 def test_imports_have_no_side_effects_and_respect_layering() -> None:

@@ -352,7 +352,7 @@ def test_spec_schemas_are_valid_and_describe_every_field() -> None:
         assert schema["additionalProperties"] is False
         for name, prop in schema["properties"].items():
             assert prop.get("title") and prop.get("description"), name
-    assert SPEC.secret_fields == ("password", "token", "api_key")
+    assert SPEC.secret_fields == ("password", "token", "api_key", "client_secret")
     assert (SPEC.key, SPEC.kind, SPEC.idempotency) == ("http", "destination", "key")
 
 

@@ -45,7 +45,7 @@ MAPPING = (
     "{ 'orderRef': 'WEB-' & $string(order_number),"
     " 'lines': [line_items.{'sku': sku, 'qty': quantity}] }"
 )
-FINAL = {"succeeded", "dead_lettered", "filtered", "failed"}
+FINAL = {"succeeded", "dead_lettered", "filtered", "rejected"}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -298,6 +298,7 @@ def test_crash_between_commit_and_enqueue_is_recovered(app, make_user, sink, pro
     from rq import Queue
     from rq.job import Job
 
+    from app.queues import job_id_for
     from app.redis_conn import get_redis
 
     queue_name = stack_env["FLOWGATE_QUEUE_NAME"]
@@ -322,9 +323,9 @@ def test_crash_between_commit_and_enqueue_is_recovered(app, make_user, sink, pro
     queue = Queue(queue_name, connection=redis_client)
     # (Not asserting queue.count == 5 first: Redis db is shared with any concurrent test
     # session, whose `app` fixture may flush it at any moment; the sweep copes with that too.)
-    redis_client.delete(queue.key, *(Job.key_for(f"run-{rid}") for rid in run_ids))
+    redis_client.delete(queue.key, *(Job.key_for(job_id_for(rid, queue_name)) for rid in run_ids))
     assert queue.count == 0
-    assert not any(redis_client.exists(Job.key_for(f"run-{rid}")) for rid in run_ids)
+    assert not any(redis_client.exists(Job.key_for(job_id_for(rid, queue_name))) for rid in run_ids)
     assert run_statuses() == {"queued": run_ids}
 
     started = time.monotonic()
