@@ -119,7 +119,7 @@ def _load(app: Flask, flow_id: int) -> tuple[int, dict[str, Any], Any, Connector
 
 def make_handler(app: Flask, flow_id: int, version_id: int) -> Callable[[Any, str | None], Any]:
     """record_run for one consumed message, in its own app context (a fresh DB session)."""
-    from app.services.intake import _check_backlog, record_run
+    from app.services.intake import check_backlog, record_run
 
     def handle(message: Any, event_id: str | None) -> Any:
         with app.app_context():
@@ -128,7 +128,7 @@ def make_handler(app: Flask, flow_id: int, version_id: int) -> Callable[[Any, st
                 version = db.session.get(FlowVersion, version_id)
                 if flow is None or version is None:
                     raise RetryableConnectorError(f"flow {flow_id} version {version_id} is gone")
-                _check_backlog(flow_id)  # back-pressure: 429 here means nack and back off
+                check_backlog(flow_id)  # back-pressure: 429 here means nack and back off
                 accepted = record_run(
                     flow, version, trigger_kind="event", message=message, event_id=event_id
                 )

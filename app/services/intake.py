@@ -157,7 +157,7 @@ class TooManyRequests(ServiceError):
 _BACKLOG_STATUSES = (RunStatus.QUEUED.value, RunStatus.RETRYING.value)
 
 
-def _check_backlog(flow_id: int) -> None:
+def check_backlog(flow_id: int) -> None:
     """Back-pressure: past the threshold the sender is told to come back (429 + Retry-After)
     instead of the queue growing without bound. Counted at most once a second per flow."""
     limit = current_app.config["FLOWGATE_MAX_BACKLOG"]
@@ -274,7 +274,7 @@ def _accept(
     # parsing, and costs no JSON parse. The signature covers the raw bytes as received.
     _verify(slug, connector, ctx, InboundRequest(headers=headers, body=body, payload=None))
     check_content_type(content_type)
-    _check_backlog(flow.id)
+    check_backlog(flow.id)
     payload = parse_json_body(body, current_app.config["FLOWGATE_MAX_JSON_DEPTH"])
 
     request = InboundRequest(headers=headers, body=body, payload=payload)
