@@ -62,19 +62,29 @@ class SqlDeliveryLedger:
             .where(Run.id == run_id)
             .values(lease_until=now + timedelta(seconds=self.lease_seconds))
         )
+        attempts = row.attempts  # read before the commit expires the row (no extra SELECT)
         db.session.commit()
-        return row.attempts
+        return attempts
+
+    def _update(self, run_id: int, step_id: str, **values: object) -> None:
+        # One UPDATE by the natural key: the row exists since ``begin`` committed it.
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.run_id == run_id, Delivery.step_id == step_id)
+            .values(updated_at=utcnow(), **values)
+        )
+        db.session.commit()
 
     def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None:
-        row = self._row(run_id, step_id)
-        assert row is not None
-        now = utcnow()
-        row.status = DeliveryStatus.ACKNOWLEDGED.value
-        row.response_code = result.status_code
-        row.response_excerpt = result.response_excerpt
-        row.last_error = None
-        row.updated_at = row.acknowledged_at = now
-        db.session.commit()
+        self._update(
+            run_id,
+            step_id,
+            status=DeliveryStatus.ACKNOWLEDGED.value,
+            response_code=result.status_code,
+            response_excerpt=result.response_excerpt,
+            last_error=None,
+            acknowledged_at=utcnow(),
+        )
 
     def fail(
         self,
@@ -86,14 +96,14 @@ class SqlDeliveryLedger:
         response_code: int | None,
         response_excerpt: str,
     ) -> None:
-        row = self._row(run_id, step_id)
-        assert row is not None
-        row.status = status.value
-        row.last_error = error
-        row.response_code = response_code
-        row.response_excerpt = response_excerpt
-        row.updated_at = utcnow()
-        db.session.commit()
+        self._update(
+            run_id,
+            step_id,
+            status=status.value,
+            last_error=error,
+            response_code=response_code,
+            response_excerpt=response_excerpt,
+        )
 
 
 class SqlRunStore:
