@@ -25,12 +25,9 @@ import pytest
 
 from tests.app.test_walking_skeleton import ORDER, live_flow
 from tests.browser.test_ui_smoke import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DIST_INDEX,
     EXPECTED_401,
     ROOT,
-    TIMEOUT_MS,
 )
 from tests.support.sink import Answer
 
@@ -64,27 +61,6 @@ def server_url(app: Any) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture
-def page() -> Iterator[Any]:
-    """A fresh headless Chromium page (the system browser) with a 10 s default timeout."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    if not os.path.exists(CHROMIUM):
-        msg = f"{CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(TIMEOUT_MS)
-            sync_api.expect.set_options(timeout=TIMEOUT_MS)
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
-
-
 def _email(client: Any, headers: dict[str, str]) -> str:
     from app.extensions import db
 
@@ -101,9 +77,10 @@ def test_dead_letter_preview_replay_and_connections(
     sink: Any,
     run_worker: Any,
     server_url: str,
-    page: Any,
+    browser_page: Any,
     tmp_path: Path,
 ) -> None:
+    page = browser_page
     from playwright.sync_api import expect
 
     from app.extensions import db
