@@ -17,6 +17,7 @@ from connectors.amqp_queue import SPEC, AmqpQueueTrigger
 from connectors.base import ConnectorContext, ConnectorError
 from connectors.config import config_problems
 from connectors.egress import EgressDenied, EgressPolicy
+from tests.support.consumers import ThreadedConsumer, wait_for
 
 LOOPBACK = EgressPolicy.from_cidrs(["127.0.0.0/8"])
 RABBIT_PORT = 5672
@@ -70,44 +71,10 @@ def make_ctx(queue: str, egress: Any = LOOPBACK, **step: Any) -> ConnectorContex
     )
 
 
-class Consumer:
-    """consume() in a thread, with a handle that records calls (and may fail)."""
-
-    def __init__(self, ctx: ConnectorContext, fail: Callable[[Any], bool] | None = None) -> None:
-        self.calls: list[tuple[Any, str | None]] = []
-        self.fail = fail or (lambda message: False)
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(ctx,), daemon=True)
-
-    def handle(self, message: Any, event_id: str | None) -> None:
-        self.calls.append((message, event_id))
-        if self.fail(message):
-            raise RuntimeError("database down")
-
-    def _run(self, ctx: ConnectorContext) -> None:
-        try:
-            AmqpQueueTrigger().consume(ctx, self.handle, self.stop)
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> Consumer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def Consumer(  # noqa: N802 - reads like the class it builds
+    ctx: ConnectorContext, fail: Callable[[Any], bool] | None = None
+) -> ThreadedConsumer:
+    return ThreadedConsumer(AmqpQueueTrigger(), ctx, fail)
 
 
 def test_spec_reuses_the_amqp_connection_schema() -> None:

@@ -18,6 +18,7 @@ import redis
 from connectors.base import ConnectorContext, ConnectorError
 from connectors.egress import EgressDenied, EgressPolicy
 from connectors.redis_stream_group import SPEC, RedisStreamGroupTrigger
+from tests.support.consumers import ThreadedConsumer, wait_for
 
 LOOPBACK = EgressPolicy.from_cidrs(["127.0.0.0/8"])
 URL = urlparse(os.environ.get("FLOWGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/4"))
@@ -51,42 +52,10 @@ def make_ctx(stream: str, egress: Any = LOOPBACK, **step: Any) -> ConnectorConte
     )
 
 
-class Consumer:
-    def __init__(self, ctx: ConnectorContext, fail: Callable[[Any], bool] | None = None) -> None:
-        self.calls: list[tuple[Any, str | None]] = []
-        self.fail = fail or (lambda message: False)
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(ctx,), daemon=True)
-
-    def handle(self, message: Any, event_id: str | None) -> None:
-        self.calls.append((message, event_id))
-        if self.fail(message):
-            raise RuntimeError("database down")
-
-    def _run(self, ctx: ConnectorContext) -> None:
-        try:
-            RedisStreamGroupTrigger().consume(ctx, self.handle, self.stop)
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> Consumer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def Consumer(  # noqa: N802 - reads like the class it builds
+    ctx: ConnectorContext, fail: Callable[[Any], bool] | None = None
+) -> ThreadedConsumer:
+    return ThreadedConsumer(RedisStreamGroupTrigger(), ctx, fail)
 
 
 def pending(client: redis.Redis, name: str) -> int:
