@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from threading import Event
 from typing import Any
 
@@ -40,13 +40,11 @@ from connectors.base import (
     ConnectorContext,
     ConnectorError,
     ConnectorSpec,
+    EventHandler,
     InboundRequest,
     Trigger,
 )
 from connectors.config import apply_defaults, config_problems
-
-# handle(message, event_id) records the run; it raises to refuse the message.
-Handler = Callable[[Any, "str | None"], Any]
 
 _POLL_SECONDS = 0.5
 _MAX_BACKOFF_SECONDS = 30.0
@@ -142,7 +140,7 @@ class AmqpQueueTrigger(Trigger):
     def check(self, ctx: ConnectorContext) -> CheckResult:
         return amqp.AmqpDestination().check(ctx)
 
-    def consume(self, ctx: ConnectorContext, handle: Handler, stop_event: Event) -> None:
+    def consume(self, ctx: ConnectorContext, handle: EventHandler, stop_event: Event) -> None:
         """Consume until ``stop_event`` is set; reconnects (with backoff) on broker failures.
 
         Raises ``ConnectorError`` for permanent problems (bad config, wrong credentials,
@@ -184,7 +182,7 @@ class AmqpQueueTrigger(Trigger):
         ctx: ConnectorContext,
         connection: Any,
         step: Mapping[str, Any],
-        handle: Handler,
+        handle: EventHandler,
         stop_event: Event,
     ) -> None:
         from pika import exceptions as amqp_errors
@@ -234,7 +232,7 @@ class AmqpQueueTrigger(Trigger):
         properties: Any,
         body: bytes,
         step: Mapping[str, Any],
-        handle: Handler,
+        handle: EventHandler,
     ) -> bool:
         """Handle one delivery; False when it was nacked for a retry."""
         tag = method.delivery_tag

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 ConnectorKind = Literal["trigger", "destination"]
+# An event trigger's callback: handle(message, event_id) records the run and raises to refuse.
+EventHandler = Callable[[Any, "str | None"], Any]
 # How a destination avoids duplicate effects when a delivery is retried: by an idempotency key
 # the remote side honours, by an upsert on a natural key, or not at all (reviewers see this).
 Idempotency = Literal["key", "upsert", "none"]

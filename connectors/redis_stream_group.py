@@ -30,7 +30,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from threading import Event
 from typing import Any
 
@@ -40,12 +40,11 @@ from connectors.base import (
     ConnectorContext,
     ConnectorError,
     ConnectorSpec,
+    EventHandler,
     InboundRequest,
     Trigger,
 )
 from connectors.config import apply_defaults, config_problems
-
-Handler = Callable[[Any, "str | None"], Any]
 
 _BLOCK_MS = 500
 _MAX_BACKOFF_SECONDS = 30.0
@@ -164,7 +163,7 @@ class RedisStreamGroupTrigger(Trigger):
     def check(self, ctx: ConnectorContext) -> CheckResult:
         return redis_stream.RedisStreamDestination().check(ctx)
 
-    def consume(self, ctx: ConnectorContext, handle: Handler, stop_event: Event) -> None:
+    def consume(self, ctx: ConnectorContext, handle: EventHandler, stop_event: Event) -> None:
         step = step_settings(ctx.step_config)
         settings, redact = redis_stream._settings(ctx)
         backoff = 1.0
@@ -203,7 +202,7 @@ class RedisStreamGroupTrigger(Trigger):
         ctx: ConnectorContext,
         client: Any,
         step: Mapping[str, Any],
-        handle: Handler,
+        handle: EventHandler,
         stop_event: Event,
     ) -> None:
         stream, group, consumer = step["stream"], step["group"], step["consumer"]
@@ -269,7 +268,7 @@ class RedisStreamGroupTrigger(Trigger):
         step: Mapping[str, Any],
         entry_id: Any,
         fields: Any,
-        handle: Handler,
+        handle: EventHandler,
     ) -> bool:
         """Handle one entry; False when it stays pending for a retry."""
         stream, group = step["stream"], step["group"]
