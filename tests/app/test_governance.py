@@ -501,7 +501,7 @@ def test_migration_chains_existing_events(database_url, tmp_path):
                         for i, detail in enumerate(details)
                     ],
                 )
-            upgrade(directory=MIGRATIONS)
+            upgrade(directory=MIGRATIONS, revision="heads")
             report = audit.verify_chain()
             assert report.ok and report.checked == 3
             audit.record(None, "new.event", "flow", None)
@@ -509,7 +509,7 @@ def test_migration_chains_existing_events(database_url, tmp_path):
             assert audit.verify_chain().checked == 4
             db.session.remove()
             downgrade(directory=MIGRATIONS, revision="0003_connection_limits")
-            upgrade(directory=MIGRATIONS)
+            upgrade(directory=MIGRATIONS, revision="heads")
             assert audit.verify_chain() == audit.ChainReport(True, 4, None)
             db.session.remove()
             db.engine.dispose()

@@ -30,7 +30,20 @@ def make_client(dist_path):
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/login", "/flows", "/runs", "/runs/12", "/dead-letters", "/connections"]
+    "path",
+    [
+        "/",
+        "/login",
+        "/flows",
+        "/runs",
+        "/runs/12",
+        "/dead-letters",
+        "/connections",
+        "/flows/3/edit",
+        "/systems",
+        "/map",
+        "/alerts/4",
+    ],
 )
 def test_index_and_client_routes_serve_index_without_caching(dist, path):
     response = make_client(dist).get(path)
