@@ -22,7 +22,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from connectors.egress import EgressPolicy
-from flows.definition import FlowDefinition, RetryPolicy
+from flows.definition import FlowDefinition, RetryPolicy, base_step_id
 from flows.engine import FlowRunner
 from flows.mapping import MappingError
 from flows.results import StepStatus
@@ -87,8 +87,15 @@ def _step_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[s
     return changes
 
 
-def _edges(doc: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    return [(e["from"], e["to"]) for e in (doc or {}).get("edges", [])]
+def _edges(doc: Mapping[str, Any] | None) -> list[tuple[str, str, str | None]]:
+    return [(e["from"], e["to"], e.get("case")) for e in (doc or {}).get("edges", [])]
+
+
+def _edge_view(edge: tuple[str, str, str | None]) -> dict[str, str]:
+    view = {"from": edge[0], "to": edge[1]}
+    if edge[2] is not None:
+        view["case"] = edge[2]  # the route case this branch is for
+    return view
 
 
 def semantic_diff(old_doc: Mapping[str, Any] | None, new_doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,8 +132,8 @@ def semantic_diff(old_doc: Mapping[str, Any] | None, new_doc: Mapping[str, Any])
 
     old_edges, new_edges = _edges(old_doc), _edges(new_doc)
     edges = {
-        "added": [{"from": a, "to": b} for a, b in new_edges if (a, b) not in old_edges],
-        "removed": [{"from": a, "to": b} for a, b in old_edges if (a, b) not in new_edges],
+        "added": [_edge_view(e) for e in new_edges if e not in old_edges],
+        "removed": [_edge_view(e) for e in old_edges if e not in new_edges],
     }
 
     old_tests = {t.get("name"): t for t in (old_doc or {}).get("tests", [])}
@@ -242,7 +249,7 @@ def dry_run(doc: Mapping[str, Any], evaluator: MappingEvaluator) -> list[dict[st
                 step = definition.step(s.step_id)
                 destinations.append(
                     {
-                        "step_id": step.id,
+                        "step_id": s.step_id,  # ``to_erp[2]`` below a split
                         "connector": step.connector,
                         "connection_id": step.connection_id,
                         "config": dict(step.config),
@@ -331,6 +338,90 @@ def _retry_guardrails(doc: Mapping[str, Any]) -> list[Guardrail]:
     return out
 
 
+# Labels of ``ConnectorSpec.idempotency`` as the reviewer reads them.
+IDEMPOTENCY_LABELS = {"key": "by key", "upsert": "by upsert", "none": "none"}
+
+
+def destination_idempotency(
+    doc: Mapping[str, Any], declared: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """How each deliver step avoids duplicates when a delivery is retried.
+
+    ``declared`` maps a connector key to its spec's ``idempotency`` ("key", "upsert",
+    "none"). An ``sql`` step is idempotent by upsert only in upsert mode (on its
+    ``key_columns``); in insert mode it is "none" unless the step names the table's unique
+    key columns (a repeated insert is then refused by the table, not applied twice).
+    """
+    out = []
+    for step in doc.get("steps", []):
+        if step.get("type") != "deliver":
+            continue
+        connector = str(step.get("connector") or "")
+        kind = declared.get(connector, "none")
+        config = step.get("config") or {}
+        keys = [str(k) for k in config.get("key_columns") or []]
+        label = IDEMPOTENCY_LABELS.get(kind, "none")
+        if kind == "upsert":
+            if config.get("mode", "insert") == "upsert" and keys:
+                label = "by upsert on " + ", ".join(keys)
+            elif keys:
+                label = "by the table's unique key " + ", ".join(keys) + " (insert)"
+            else:
+                kind, label = "none", "none (plain insert without a natural key)"
+        out.append(
+            {
+                "step": step.get("id"),
+                "connector": connector,
+                "idempotency": kind,
+                "label": label,
+                "max_attempts": RetryPolicy.from_json(step.get("retry")).max_attempts,
+            }
+        )
+    return out
+
+
+def _idempotency_guardrails(doc: Mapping[str, Any], declared: Mapping[str, str]) -> list[Guardrail]:
+    out = []
+    for entry in destination_idempotency(doc, declared):
+        step_id, attempts = entry["step"], entry["max_attempts"]
+        if entry["idempotency"] != "none":
+            out.append(
+                Guardrail("idempotency", PASS, f"retries are safe: {entry['label']}", step_id)
+            )
+        elif declared.get(entry["connector"]) == "upsert":
+            out.append(
+                Guardrail(
+                    "idempotency",
+                    WARN,
+                    f"'{entry['connector']}' in plain insert mode without a natural key: a retry"
+                    " after an ambiguous failure may insert the rows twice; use upsert mode with"
+                    " key_columns",
+                    step_id,
+                )
+            )
+        elif attempts > 1:
+            out.append(
+                Guardrail(
+                    "idempotency",
+                    WARN,
+                    f"'{entry['connector']}' is not idempotent and may be attempted {attempts}"
+                    " times: a retry after an ambiguous failure may send twice (ambiguous"
+                    " failures are dead-lettered as ambiguous_delivery; clear failures retry)",
+                    step_id,
+                )
+            )
+        else:
+            out.append(
+                Guardrail(
+                    "idempotency",
+                    PASS,
+                    f"'{entry['connector']}' is not idempotent; a single attempt, never resent",
+                    step_id,
+                )
+            )
+    return out
+
+
 def _egress_guardrails(
     doc: Mapping[str, Any],
     connections: Mapping[int, Mapping[str, Any]],
@@ -401,10 +492,11 @@ def _sample_guardrails(doc: Mapping[str, Any], runs: list[dict[str, Any]]) -> li
     passed: dict[str, int] = {}
     for run in runs:
         for step in run["steps"]:
-            if any(s.get("id") == step["step_id"] and s["type"] == "filter" for s in doc["steps"]):
-                reached[step["step_id"]] = reached.get(step["step_id"], 0) + 1
+            step_id = base_step_id(step["step_id"])
+            if any(s.get("id") == step_id and s["type"] == "filter" for s in doc["steps"]):
+                reached[step_id] = reached.get(step_id, 0) + 1
                 if step["status"] == str(StepStatus.SUCCEEDED):
-                    passed[step["step_id"]] = passed.get(step["step_id"], 0) + 1
+                    passed[step_id] = passed.get(step_id, 0) + 1
     for step_id, count in reached.items():
         if not passed.get(step_id):
             out.append(
@@ -435,9 +527,9 @@ def _cost_guardrails(
     limited: set[str] = set()
     for run in runs:
         for step in run["steps"]:
-            if kinds.get(step["step_id"]) not in ("map", "filter"):
+            step_id = base_step_id(step["step_id"])
+            if kinds.get(step_id) not in ("map", "filter", "route", "split"):
                 continue
-            step_id = step["step_id"]
             worst[step_id] = max(worst.get(step_id, 0.0), step["duration_ms"])
             if (step.get("error") or {}).get("code") == _RESOURCE_LIMIT:
                 limited.add(step_id)
@@ -496,15 +588,19 @@ def guardrails(
     sample_tests: list[dict[str, Any]],
     dry_runs: list[dict[str, Any]],
     budget_ms: float = EXPRESSION_TIME_BUDGET_MS,
+    idempotency: Mapping[str, str] | None = None,
 ) -> list[Guardrail]:
     """Design-time checks. ``connections`` maps connection id → its (non-secret) config;
-    ``sample_tests`` and ``dry_runs`` are the results of ``run_sample_tests`` / ``dry_run``."""
+    ``sample_tests`` and ``dry_runs`` are the results of ``run_sample_tests`` / ``dry_run``;
+    ``idempotency`` maps connector key → its declared idempotency (no check when None)."""
     out = [
         Guardrail("owner", PASS, "the flow has an accountable owner")
         if has_owner
         else Guardrail("owner", FAIL, "the flow has no owner: set an accountable owner first")
     ]
     out += _retry_guardrails(doc)
+    if idempotency is not None:
+        out += _idempotency_guardrails(doc, idempotency)
     out += _egress_guardrails(doc, connections, egress)
     out += _sample_guardrails(doc, dry_runs)
     out += _cost_guardrails(doc, dry_runs, budget_ms)

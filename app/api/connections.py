@@ -4,7 +4,7 @@ from typing import Any
 
 from app import runtime
 from app.api import protected_blueprint
-from app.auth import current_actor
+from app.auth import current_actor, require_role
 from app.models import Connection
 from app.schemas.common import CheckResultSchema, ProblemSchema
 from app.schemas.connections import (
@@ -63,9 +63,16 @@ def get_connection(connection_id: int) -> Any:
 @bp.patch("/connections/<int:connection_id>")
 @bp.arguments(ConnectionUpdateSchema)
 @bp.response(200, ConnectionSchema)
+@bp.alt_response(403, schema=ProblemSchema)
 @bp.alt_response(422, schema=ProblemSchema)
+@require_role("owner", "admin")
 def update_connection(data: dict[str, Any], connection_id: int) -> Any:
-    """Update; a secret sent as ``********`` keeps its stored value, null removes it."""
+    """Update (owners and admins); a secret sent as ``********`` keeps its stored value, null
+    removes it.
+
+    Changing a connection changes what every flow using it does, without a review, so it is
+    reserved to owners. Creating one is open to analysts: a new connection affects nothing
+    until a reviewed flow version refers to it."""
     return _view(service.update_connection(connection_id, data, current_actor()))
 
 

@@ -8,7 +8,10 @@ from app.models import Flow, VersionStatus
 from app.schemas.common import ProblemSchema
 from app.schemas.flows import (
     DecisionSchema,
+    DefinitionCheckSchema,
+    DefinitionProblemsSchema,
     DraftSavedSchema,
+    DraftSaveQuerySchema,
     DraftSaveSchema,
     FlowCreateSchema,
     FlowListSchema,
@@ -17,12 +20,14 @@ from app.schemas.flows import (
     FlowVersionSchema,
     RollbackResultSchema,
     RollbackSchema,
+    SubmitSchema,
     VersionReviewSchema,
 )
 from app.schemas.runs import AcceptedSchema
 from app.schemas.triggers import ManualRunSchema
 from app.services import flows as service
 from app.services import review as review_service
+from app.services import runs as runs_service
 from app.services import triggers
 
 bp = protected_blueprint("flows", __name__, "Flows, drafts and the review gate")
@@ -34,8 +39,10 @@ def _is_webhook(version: Any) -> bool:
     )
 
 
-def _flow_view(flow: Flow) -> dict[str, Any]:
+def _flow_view(flow: Flow, last_runs: dict[int, Any] | None = None) -> dict[str, Any]:
     live = service.version_with_status(flow, VersionStatus.LIVE)
+    if last_runs is None:
+        last_runs = runs_service.last_runs([flow.id])
     draft = service.version_with_status(flow, VersionStatus.DRAFT)
     return {
         "id": flow.id,
@@ -47,6 +54,7 @@ def _flow_view(flow: Flow) -> dict[str, Any]:
         "draft_version": draft.number if draft else None,
         "draft_revision": draft.revision if draft else None,
         "webhook_path": f"/hooks/{flow.slug}" if _is_webhook(live) else None,
+        "last_run": last_runs.get(flow.id),
         "versions": flow.versions,
         "created_at": flow.created_at,
     }
@@ -57,7 +65,9 @@ def _flow_view(flow: Flow) -> dict[str, Any]:
 @bp.response(200, FlowListSchema)
 def list_flows(args: dict[str, Any]) -> dict[str, Any]:
     """List flows (search by name with ``q``)."""
-    items = [_flow_view(f) for f in service.list_flows(args.get("q"))]
+    found = service.list_flows(args.get("q"))
+    last_runs = runs_service.last_runs([f.id for f in found])
+    items = [_flow_view(f, last_runs) for f in found]
     return {"items": items, "total": len(items)}
 
 
@@ -76,21 +86,58 @@ def get_flow(flow_id: int) -> dict[str, Any]:
     return _flow_view(service.get_flow(flow_id))
 
 
+def _problem_view(problem: Any, definition: dict[str, Any]) -> dict[str, Any]:
+    """A problem with the node it belongs to: ``step`` (a step id, or 'trigger') and
+    ``edge`` (an index into edges), so the editor can show it on the canvas."""
+    view = problem.to_dict()
+    parts = problem.path.split("/")
+    if len(parts) > 1 and parts[1] == "trigger":
+        view["step"] = "trigger"
+    elif len(parts) > 2 and parts[1] in ("steps", "edges") and parts[2].isdigit():
+        items = definition.get(parts[1])
+        index = int(parts[2])
+        if parts[1] == "edges":
+            view["edge"] = index
+        elif isinstance(items, list) and index < len(items) and isinstance(items[index], dict):
+            step_id = items[index].get("id")
+            if isinstance(step_id, str):
+                view["step"] = step_id
+    return view
+
+
+@bp.post("/flows/validate")
+@bp.arguments(DefinitionCheckSchema)
+@bp.response(200, DefinitionProblemsSchema)
+def validate_definition(data: dict[str, Any]) -> dict[str, Any]:
+    """Check a definition without storing it: every problem, with the step it belongs to
+    (what the editor shows when it opens a flow)."""
+    definition = data["definition"]
+    return {"problems": [_problem_view(p, definition) for p in service.problems_of(definition)]}
+
+
 @bp.put("/flows/<int:flow_id>/draft")
 @bp.arguments(DraftSaveSchema)
+@bp.arguments(DraftSaveQuerySchema, location="query")
 @bp.response(200, DraftSavedSchema)
 @bp.alt_response(409, schema=ProblemSchema, description="Stale revision")
 @bp.alt_response(422, schema=ProblemSchema, description="Invalid definition, with problems")
-def save_draft(data: dict[str, Any], flow_id: int) -> dict[str, Any]:
-    """Save the draft definition; send the ``revision`` you loaded to detect lost updates."""
+def save_draft(data: dict[str, Any], query: dict[str, Any], flow_id: int) -> dict[str, Any]:
+    """Save the draft definition; send the ``revision`` you loaded to detect lost updates.
+    A definition with problems is refused (422) unless ``allow_problems=true``: then it is
+    stored and its problems are returned, each with the ``step`` it belongs to."""
     version, problems = service.save_draft(
-        flow_id, data["definition"], data.get("revision"), current_actor()
+        flow_id,
+        data["definition"],
+        data.get("revision"),
+        current_actor(),
+        allow_problems=query["allow_problems"],
+        contract=data.get("contract", service.KEEP_CONTRACT),
     )
     return {
         "version": version.number,
         "revision": version.revision,
         "content_hash": version.content_hash,
-        "problems": [p.to_dict() for p in problems],
+        "problems": [_problem_view(p, data["definition"]) for p in problems],
     }
 
 
@@ -112,12 +159,20 @@ def review_flow_version(flow_id: int, number: int) -> Any:
 
 
 @bp.post("/flows/<int:flow_id>/versions/<int:number>/submit")
+@bp.arguments(SubmitSchema)
 @bp.response(200, FlowVersionSchema)
 @bp.alt_response(409, schema=ProblemSchema)
-@bp.alt_response(422, schema=ProblemSchema, description="Problems, or failing sample tests")
-def submit_flow_version(flow_id: int, number: int) -> Any:
-    """Submit a draft for review; it is immutable from now on."""
-    return service.submit_version(flow_id, number, current_actor())
+@bp.alt_response(
+    422,
+    schema=ProblemSchema,
+    description="Problems, failing sample tests, or an incomplete contract (missing: fields)",
+)
+def submit_flow_version(data: dict[str, Any], flow_id: int, number: int) -> Any:
+    """Submit a draft for review; it is immutable from now on. The integration contract
+    (sent here or saved with the draft) must be complete; owners are notified."""
+    return service.submit_version(
+        flow_id, number, current_actor(), data.get("contract", service.KEEP_CONTRACT)
+    )
 
 
 @bp.post("/flows/<int:flow_id>/versions/<int:number>/approve")

@@ -50,6 +50,8 @@ class FlowVersion(db.Model):
     flow_id: Mapped[int] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
     number: Mapped[int]
     definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The integration contract (flows.contract); optional on a draft, required to submit.
+    contract: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(20), default=VersionStatus.DRAFT.value)
     # Bumped on every draft save; a save carrying an older revision is a conflict (409).
     revision: Mapped[int] = mapped_column(default=1)

@@ -24,7 +24,11 @@ class FlowVersionSchema(Schema):
     revision = fields.Int()
     content_hash = fields.Str()
     definition = fields.Dict()
+    contract = fields.Dict(allow_none=True, metadata={"description": "the integration contract"})
     author = fields.Nested(UserRefSchema, allow_none=True)
+    contributor_ids = fields.List(
+        fields.Int(), metadata={"description": "everyone who shaped it: none may approve it"}
+    )
     approved_by = fields.Nested(UserRefSchema, allow_none=True)
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
@@ -41,6 +45,12 @@ class FlowVersionSummarySchema(Schema):
     created_at = UtcDateTime()
 
 
+class LastRunSchema(Schema):
+    id = fields.Int()
+    status = fields.Str()
+    received_at = UtcDateTime()
+
+
 class FlowSchema(Schema):
     id = fields.Int()
     name = fields.Str()
@@ -51,6 +61,9 @@ class FlowSchema(Schema):
     draft_version = fields.Int(allow_none=True)
     draft_revision = fields.Int(allow_none=True)
     webhook_path = fields.Str(allow_none=True)
+    last_run = fields.Nested(
+        LastRunSchema, allow_none=True, metadata={"description": "the flow's most recent run"}
+    )
     versions = fields.List(fields.Nested(FlowVersionSummarySchema))
     created_at = UtcDateTime()
 
@@ -67,13 +80,61 @@ class FlowQuerySchema(Schema):
 class DraftSaveSchema(StrictSchema):
     definition = fields.Dict(required=True)
     revision = fields.Int(load_default=None, allow_none=True)
+    contract = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "the integration contract (flows/contract.schema.json); optional"
+            " while drafting, only the types are checked; leave it out to keep the stored one"
+        },
+    )
+
+
+class SubmitSchema(StrictSchema):
+    contract = fields.Dict(
+        allow_none=True,
+        metadata={"description": "stored on the draft before submitting; it must be complete"},
+    )
+
+
+class LayoutSaveSchema(StrictSchema):
+    layout = fields.Dict(
+        required=True, metadata={"description": "step id -> {x, y}; any version, no review"}
+    )
+
+
+class ContractSaveSchema(StrictSchema):
+    contract = fields.Dict(required=True, allow_none=True)
+
+
+class DefinitionCheckSchema(StrictSchema):
+    definition = fields.Dict(required=True)
+
+
+class DefinitionProblemsSchema(Schema):
+    problems = fields.List(fields.Dict(), metadata={"description": "as in DraftSaved"})
+
+
+class DraftSaveQuerySchema(Schema):
+    allow_problems = fields.Bool(
+        load_default=False,
+        metadata={
+            "description": "store an incomplete draft (editor autosave) and return its problems"
+            " instead of refusing it with 422; submitting stays refused until they are fixed"
+        },
+    )
 
 
 class DraftSavedSchema(Schema):
     version = fields.Int()
     revision = fields.Int()
     content_hash = fields.Str()
-    problems = fields.List(fields.Dict())
+    problems = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "path (JSON pointer), code, message, position; step: the step id"
+            " ('trigger' for the trigger) and edge: the edge index, when the path points there"
+        },
+    )
 
 
 class DecisionSchema(StrictSchema):
@@ -142,6 +203,18 @@ class DryRunSchema(Schema):
     destinations = fields.List(fields.Nested(DryRunDestinationSchema))
 
 
+class DestinationIdempotencySchema(Schema):
+    step = fields.Str(metadata={"description": "the deliver step's id"})
+    connector = fields.Str()
+    idempotency = fields.Str(
+        metadata={"description": "effective: key, upsert or none (sql insert mode: none)"}
+    )
+    label = fields.Str(
+        metadata={"description": '"by key", "by upsert on <natural key>", "none"...'}
+    )
+    max_attempts = fields.Int(metadata={"description": "of the step's retry policy"})
+
+
 class VersionReviewSchema(Schema):
     version = fields.Nested(FlowVersionSchema)
     diff_against = fields.Int(
@@ -155,6 +228,17 @@ class VersionReviewSchema(Schema):
         }
     )
     approvable = fields.Bool(metadata={"description": "no guardrail fails"})
+    contract = fields.Dict(allow_none=True)
+    contract_diff = fields.Dict(
+        metadata={
+            "description": "against the live version's contract: changes (dotted path, old,"
+            " new) and fields added/removed/changed"
+        }
+    )
+    contract_problems = fields.List(
+        fields.Dict(), metadata={"description": "what keeps the contract from being complete"}
+    )
+    comments = fields.List(fields.Nested("CommentSchema"))
     guardrails = fields.List(fields.Nested(GuardrailSchema))
     blocking = fields.List(fields.Nested(GuardrailSchema))
     sample_tests = fields.List(fields.Nested(SampleTestResultSchema))
@@ -162,3 +246,22 @@ class VersionReviewSchema(Schema):
         fields.Nested(DryRunSchema),
         metadata={"description": "the whole flow on each sample, destinations simulated"},
     )
+    idempotency = fields.List(
+        fields.Nested(DestinationIdempotencySchema),
+        metadata={"description": "how each destination avoids duplicates on a retry"},
+    )
+
+
+class CommentSchema(Schema):
+    id = fields.Int()
+    body = fields.Str()
+    author = fields.Nested(UserRefSchema, allow_none=True)
+    created_at = UtcDateTime()
+
+
+class CommentCreateSchema(StrictSchema):
+    body = fields.Str(required=True, validate=validate.Length(min=1, max=10000))
+
+
+class CommentListSchema(Schema):
+    items = fields.List(fields.Nested(CommentSchema))

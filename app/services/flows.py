@@ -13,9 +13,12 @@ from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.models import Connection, Flow, FlowVersion, Review, Role, User, VersionStatus
 from app.models._types import utcnow
-from app.services import audit
+from app.services import audit, contracts, review_notify
 from flows.definition import content_hash
 from flows.validation import Problem, validate
+
+# save_draft/submit_version without a contract argument leave the stored contract alone.
+KEEP_CONTRACT: Any = object()
 
 
 def slugify(name: str) -> str:
@@ -89,17 +92,26 @@ def problems_of(definition: Any) -> list[Problem]:
 
 
 def save_draft(
-    flow_id: int, definition: dict[str, Any], revision: int | None, actor: User
+    flow_id: int,
+    definition: dict[str, Any],
+    revision: int | None,
+    actor: User,
+    allow_problems: bool = False,
+    contract: Any = KEEP_CONTRACT,
 ) -> tuple[FlowVersion, list[Problem]]:
     """Create or update the flow's draft. Submitted versions are never touched: editing a
-    flow whose only versions are submitted starts a new draft."""
+    flow whose only versions are submitted starts a new draft. With ``allow_problems`` (the
+    editor's autosave) an incomplete draft is stored and its problems returned; submitting
+    it is refused until they are fixed."""
     flow = get_flow(flow_id)
     problems = problems_of(definition)
-    if problems:
+    if problems and not allow_problems:
         raise Invalid(
             f"the definition has {len(problems)} problem(s)",
             problems=[p.to_dict() for p in problems],
         )
+    if contract is not KEEP_CONTRACT:
+        contracts.check_draft_contract(contract)
     draft = version_with_status(flow, VersionStatus.DRAFT)
     now = utcnow()
     if draft is None:
@@ -114,6 +126,9 @@ def save_draft(
             status="draft",
             contributor_ids=[actor.id],
         )
+        # Editing a live flow starts from its contract; the author adjusts what changed.
+        live = version_with_status(flow, VersionStatus.LIVE)
+        draft.contract = live.contract if live is not None else None
         db.session.add(draft)
         action = "flow.draft_created"
     else:
@@ -135,16 +150,43 @@ def save_draft(
         draft.revision += 1
         draft.updated_at = now
         action = "flow.draft_saved"
+    if contract is not KEEP_CONTRACT:
+        contracts.save_contract(draft, contract, actor)
     db.session.flush()
     audit.record(actor, action, "flow_version", draft.id, flow_id=flow.id, number=draft.number)
     db.session.commit()
-    return draft, []
+    return draft, problems
 
 
-def submit_version(flow_id: int, number: int, actor: User) -> FlowVersion:
+def update_layout(flow_id: int, number: int, layout: dict[str, Any], actor: User) -> FlowVersion:
+    """Move boxes on any version, live or in review included: the layout is not behaviour, so
+    it needs no new approval (the content hash, which the approval covers, stays the same)."""
+    version = get_version(flow_id, number)
+    definition = {**version.definition, "layout": layout}
+    problems = [p for p in problems_of(definition) if p.path.startswith("/layout")]
+    if problems:
+        raise Invalid("the layout is invalid", problems=[p.to_dict() for p in problems])
+    if content_hash(definition) != version.content_hash:  # pragma: no cover - layout only
+        raise Conflict("a layout change must not change the flow's behaviour")
+    version.definition = definition
+    audit.record(
+        actor, "flow.layout_changed", "flow_version", version.id, flow_id=flow_id, number=number
+    )
+    db.session.commit()
+    return version
+
+
+def submit_version(
+    flow_id: int, number: int, actor: User, contract: Any = KEEP_CONTRACT
+) -> FlowVersion:
+    """Submit a draft (``contract``, if given, is stored on it first); the contract must be
+    complete. Owners other than the author are notified once it is committed."""
     version = get_version(flow_id, number)
     if version.status != VersionStatus.DRAFT.value:
         raise Conflict(f"version {number} is {version.status}; only a draft can be submitted")
+    if contract is not KEEP_CONTRACT:
+        contracts.save_contract(version, contract, actor)
+    contracts.require_complete(version.contract)
     problems = problems_of(version.definition)
     if problems:
         raise Invalid(
@@ -160,13 +202,15 @@ def submit_version(flow_id: int, number: int, actor: User) -> FlowVersion:
         actor, "flow.submitted", "flow_version", version.id, flow_id=flow_id, number=number
     )
     db.session.commit()
+    review_notify.submitted(version, actor)
     return version
 
 
 def _decide(flow_id: int, number: int, actor: User) -> FlowVersion:
-    version = get_version(flow_id, number)
+    # The role first: a refusal never depends on (nor reveals) whether the version exists.
     if actor.role != Role.OWNER.value:
         raise Forbidden("only an integration owner can approve or reject a version")
+    version = get_version(flow_id, number)
     if actor.id == version.author_id or actor.id in (version.contributor_ids or []):
         # Separation of duties holds for every role, with no bypass.
         raise Forbidden("you are the author of this version; another owner must review it")
@@ -201,20 +245,30 @@ def approve_version(flow_id: int, number: int, actor: User, comment: str = "") -
         retired=previous.number if previous is not None else None,
     )
     db.session.commit()
+    review_notify.decided(version, actor, "approved", comment)
     return version
 
 
 def reject_version(flow_id: int, number: int, actor: User, comment: str) -> FlowVersion:
+    version = _decide(flow_id, number, actor)
     if not comment.strip():
         raise Invalid("a rejection needs a comment saying what to change")
-    version = _decide(flow_id, number, actor)
     version.status = VersionStatus.REJECTED.value
     version.decided_at = utcnow()
     db.session.add(
         Review(version=version, reviewer_id=actor.id, decision="rejected", comment=comment)
     )
-    audit.record(actor, "flow.rejected", "flow_version", version.id, flow_id=flow_id, number=number)
+    audit.record(
+        actor,
+        "flow.rejected",
+        "flow_version",
+        version.id,
+        flow_id=flow_id,
+        number=number,
+        comment=comment,
+    )
     db.session.commit()
+    review_notify.decided(version, actor, "rejected", comment)
     return version
 
 

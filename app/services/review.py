@@ -15,6 +15,7 @@ from app import runtime
 from app.errors import Invalid
 from app.extensions import db
 from app.models import Connection, FlowVersion, VersionStatus
+from app.services import comments, contracts
 from app.services.flows import get_version, version_with_status
 from flows import review
 
@@ -36,12 +37,18 @@ def _connection_configs(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {row.id: dict(row.config or {}) for row in rows}
 
 
+def _declared_idempotency() -> dict[str, str]:
+    """Connector key → the idempotency its spec declares ("key", "upsert", "none")."""
+    return {spec.key: spec.idempotency for spec in runtime.registry().specs()}
+
+
 def checks(version: FlowVersion) -> dict[str, Any]:
-    """Sample tests, dry runs and guardrails of ``version``."""
+    """Sample tests, dry runs, guardrails and per-destination idempotency of ``version``."""
     doc = version.definition or {}
     evaluator = _evaluator()
     tests = review.run_sample_tests(doc, evaluator)
     runs = review.dry_run(doc, evaluator)
+    declared = _declared_idempotency()
     found = review.guardrails(
         doc,
         has_owner=version.flow.owner_id is not None,
@@ -49,12 +56,16 @@ def checks(version: FlowVersion) -> dict[str, Any]:
         egress=runtime.egress_policy(),
         sample_tests=tests,
         dry_runs=runs,
+        idempotency=declared,
     )
+    # The integration contract: complete, owners named, an alert route, PII only where declared.
+    found += contracts.guardrails(version)
     return {
         "guardrails": [g.to_dict() for g in found],
         "blocking": [g.to_dict() for g in review.blocking(found)],
         "sample_tests": tests,
         "dry_run": runs,
+        "idempotency": review.destination_idempotency(doc, declared),
     }
 
 
@@ -68,6 +79,8 @@ def review_page(flow_id: int, number: int) -> dict[str, Any]:
         "diff_against": against.number if against is not None else None,
         "diff": review.semantic_diff(against.definition if against else None, version.definition),
         "approvable": not result["blocking"],
+        **contracts.review_view(version, against),
+        "comments": comments.list_comments(flow_id, number),
         **result,
     }
 

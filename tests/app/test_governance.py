@@ -17,6 +17,7 @@ from app.models._types import JSONType
 from app.models.audit import GENESIS_HASH
 from app.services import audit
 from tests.app.test_walking_skeleton import ORDER, definition, live_flow
+from tests.support.contracts import complete_contract
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
 V2_MAPPING = "{'orderRef': 'V2-' & $string(order_number)}"
@@ -46,7 +47,12 @@ def new_flow(client: Any, make_user: Any, sink: Any) -> dict[str, Any]:
     assert saved.status_code == 200, saved.get_json()
     number = saved.get_json()["version"]
     base = f"/api/v1/flows/{flow['id']}/versions/{number}"
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     return {
         "flow": flow,
         "connection": connection,
@@ -117,7 +123,12 @@ def test_only_the_author_or_a_contributor_withdraws_and_only_in_review(client, m
     base = f"/api/v1/flows/{flow['id']}/versions/{number}"
 
     assert client.post(f"{base}/withdraw", headers=analyst_h).status_code == 409  # a draft
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     _, stranger_h = make_user("analyst")
     _, owner_h = make_user("owner")
     assert client.post(f"{base}/withdraw", headers=stranger_h).status_code == 403
@@ -125,7 +136,12 @@ def test_only_the_author_or_a_contributor_withdraws_and_only_in_review(client, m
     ok = client.post(f"{base}/withdraw", headers=contributor_h)
     assert ok.status_code == 200 and ok.get_json()["status"] == "draft"
 
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     assert client.post(f"{base}/approve", json={}, headers=owner_h).status_code == 200
     live = client.post(f"{base}/withdraw", headers=analyst_h)
     assert live.status_code == 409 and "live" in live.get_json()["detail"]
@@ -149,7 +165,12 @@ def test_a_rejected_version_is_the_base_of_a_resubmission(client, make_user, sin
     number = resubmitted.get_json()["version"]
     assert number == ctx["number"] + 1
     new_base = f"/api/v1/flows/{ctx['flow']['id']}/versions/{number}"
-    assert client.post(f"{new_base}/submit", headers=ctx["headers"]).status_code == 200
+    assert (
+        client.post(
+            f"{new_base}/submit", json={"contract": complete_contract()}, headers=ctx["headers"]
+        ).status_code
+        == 200
+    )
     approved = client.post(f"{new_base}/approve", json={"comment": "ok"}, headers=owner_h)
     assert approved.status_code == 200 and approved.get_json()["status"] == "live"
     old = client.get(ctx["base"], headers=ctx["headers"]).get_json()
@@ -167,7 +188,12 @@ def second_live_version(client: Any, ctx: dict[str, Any]) -> int:
     doc["steps"][1]["expression"] = V2_MAPPING
     number = save(client, flow_id, doc, ctx["headers"]).get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
-    assert client.post(f"{base}/submit", headers=ctx["headers"]).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["headers"]
+        ).status_code
+        == 200
+    )
     assert client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"]).status_code == 200
     return number
 
@@ -236,7 +262,7 @@ def test_rollback_target_must_have_been_approved(client, make_user, sink):
     number = save(client, flow_id, v1["definition"] | {"layout": {}}, ctx["headers"]).get_json()
     url = f"/api/v1/flows/{flow_id}/versions/{number['version']}"
     assert client.post(f"{url}/rollback", json={}, headers=owner_h).status_code == 409  # draft
-    client.post(f"{url}/submit", headers=ctx["headers"])
+    client.post(f"{url}/submit", json={"contract": complete_contract()}, headers=ctx["headers"])
     assert client.post(f"{url}/rollback", json={}, headers=owner_h).status_code == 409  # review
     client.post(f"{url}/reject", json={"comment": "no"}, headers=owner_h)
     rejected = client.post(f"{url}/rollback", json={}, headers=owner_h)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.app.test_walking_skeleton import definition
+from tests.support.contracts import complete_contract
 
 
 def setup_draft(client, make_user, sink):
@@ -36,7 +37,12 @@ def test_author_cannot_approve_even_as_owner_and_another_owner_can(client, make_
         headers=author_h,
     ).get_json()
     base = f"/api/v1/flows/{flow['id']}/versions/{saved['version']}"
-    assert client.post(f"{base}/submit", headers=author_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=author_h
+        ).status_code
+        == 200
+    )
     own = client.post(f"{base}/approve", json={"comment": "mine"}, headers=author_h)
     assert own.status_code == 403 and "author" in own.get_json()["detail"]
     _, other_h = make_user("owner")
@@ -52,7 +58,7 @@ def test_author_cannot_approve_even_as_owner_and_another_owner_can(client, make_
 def test_analyst_and_admin_cannot_approve(client, make_user, sink):
     flow, _, analyst_h, saved = setup_draft(client, make_user, sink)
     base = f"/api/v1/flows/{flow['id']}/versions/{saved['version']}"
-    client.post(f"{base}/submit", headers=analyst_h)
+    client.post(f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     _, other_analyst = make_user("analyst")
     _, admin = make_user("admin")
     assert client.post(f"{base}/approve", json={}, headers=other_analyst).status_code == 403
@@ -62,7 +68,7 @@ def test_analyst_and_admin_cannot_approve(client, make_user, sink):
 def test_submitted_version_is_immutable_and_edit_starts_a_new_draft(client, make_user, sink):
     flow, connection, analyst_h, saved = setup_draft(client, make_user, sink)
     base = f"/api/v1/flows/{flow['id']}/versions/{saved['version']}"
-    client.post(f"{base}/submit", headers=analyst_h)
+    client.post(f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     changed = definition(connection["id"])
     changed["steps"][0]["condition"] = "financial_status = 'pending'"
     again = client.put(
@@ -72,7 +78,12 @@ def test_submitted_version_is_immutable_and_edit_starts_a_new_draft(client, make
     submitted = client.get(base, headers=analyst_h).get_json()
     assert submitted["status"] == "in_review"
     assert submitted["definition"]["steps"][0]["condition"] == "financial_status = 'paid'"
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 409
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 409
+    )
 
 
 def test_stale_revision_is_409(client, make_user, sink):
@@ -115,7 +126,7 @@ def test_invalid_jsonata_is_422_with_position(client, make_user, sink):
 def test_reject_needs_a_comment_and_an_owner_who_is_not_the_author(client, make_user, sink):
     flow, _, analyst_h, saved = setup_draft(client, make_user, sink)
     base = f"/api/v1/flows/{flow['id']}/versions/{saved['version']}"
-    client.post(f"{base}/submit", headers=analyst_h)
+    client.post(f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     _, owner_h = make_user("owner")
     assert client.post(f"{base}/reject", json={"comment": " "}, headers=owner_h).status_code == 422
     rejected = client.post(f"{base}/reject", json={"comment": "map the VAT"}, headers=owner_h)
@@ -128,7 +139,7 @@ def test_approving_retires_the_previous_live_version(client, make_user, sink):
     flow, connection, analyst_h, saved = setup_draft(client, make_user, sink)
     _, owner_h = make_user("owner")
     first = f"/api/v1/flows/{flow['id']}/versions/{saved['version']}"
-    client.post(f"{first}/submit", headers=analyst_h)
+    client.post(f"{first}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     client.post(f"{first}/approve", json={}, headers=owner_h)
     second_doc = definition(connection["id"])
     second_doc["steps"][1]["expression"] = "{'orderRef': 'V2-' & $string(order_number)}"
@@ -136,7 +147,7 @@ def test_approving_retires_the_previous_live_version(client, make_user, sink):
         f"/api/v1/flows/{flow['id']}/draft", json={"definition": second_doc}, headers=analyst_h
     ).get_json()["version"]
     second = f"/api/v1/flows/{flow['id']}/versions/{v2}"
-    client.post(f"{second}/submit", headers=analyst_h)
+    client.post(f"{second}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     client.post(f"{second}/approve", json={}, headers=owner_h)
     assert client.get(first, headers=analyst_h).get_json()["status"] == "retired"
     assert client.get(second, headers=analyst_h).get_json()["status"] == "live"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.app.test_walking_skeleton import ORDER, definition
+from tests.support.contracts import complete_contract
 
 EXPECTED = {
     "orderRef": "WEB-1001",
@@ -51,7 +52,12 @@ def _guard(body: dict[str, Any], gid: str, step: str | None = None) -> dict[str,
 def test_review_page_shows_diff_guardrails_tests_and_dry_run(client, make_user, sink):
     ctx = _setup(client, make_user, sink.url)
     first = _save(client, ctx, definition(ctx["connection"]["id"]))
-    assert client.post(f"{first}/submit", headers=ctx["analyst"]).status_code == 200
+    assert (
+        client.post(
+            f"{first}/submit", json={"contract": complete_contract()}, headers=ctx["analyst"]
+        ).status_code
+        == 200
+    )
     assert client.post(f"{first}/approve", json={}, headers=ctx["owner"]).status_code == 200
 
     doc = _with_checks(ctx["connection"]["id"])
@@ -93,7 +99,9 @@ def test_failing_sample_test_blocks_submit_and_fixing_it_allows_approval(client,
     review = client.get(f"{base}/review", headers=ctx["owner"]).get_json()
     assert _guard(review, "sample_tests")["status"] == "fail" and review["approvable"] is False
 
-    refused = client.post(f"{base}/submit", headers=ctx["analyst"])
+    refused = client.post(
+        f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["analyst"]
+    )
     assert refused.status_code == 422
     problem = refused.get_json()
     assert "web order" in problem["detail"]
@@ -103,16 +111,19 @@ def test_failing_sample_test_blocks_submit_and_fixing_it_allows_approval(client,
     )
 
     base = _save(client, ctx, _with_checks(ctx["connection"]["id"]))
-    assert client.post(f"{base}/submit", headers=ctx["analyst"]).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["analyst"]
+        ).status_code
+        == 200
+    )
     approved = client.post(f"{base}/approve", json={}, headers=ctx["owner"])
     assert approved.status_code == 200, approved.get_json()
     assert approved.get_json()["status"] == "live"
 
 
 @pytest.mark.parametrize("base_url", ["http://169.254.169.254/latest", "http://10.0.0.1:8080"])
-def test_destination_outside_the_egress_allowlist_blocks_approval(
-    app, client, make_user, base_url
-):
+def test_destination_outside_the_egress_allowlist_blocks_approval(app, client, make_user, base_url):
     # Saved while an administrator allowed the range, then the allowlist was narrowed: saving
     # refuses such a connection today, so the review guardrail is what catches it now.
     app.config["FLOWGATE_EGRESS_ALLOW"] = ["10.0.0.0/8", "169.254.0.0/16"]
@@ -124,7 +135,12 @@ def test_destination_outside_the_egress_allowlist_blocks_approval(
     review = client.get(f"{base}/review", headers=ctx["owner"]).get_json()
     guard = _guard(review, "egress", "send_oms")
     assert guard["status"] == "fail" and "allowlist" in guard["message"]
-    assert client.post(f"{base}/submit", headers=ctx["analyst"]).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["analyst"]
+        ).status_code
+        == 200
+    )
     refused = client.post(f"{base}/approve", json={}, headers=ctx["owner"])
     assert refused.status_code == 422
     problem = refused.get_json()
@@ -143,7 +159,12 @@ def test_expensive_expression_fails_its_guardrail_and_blocks_approval(app, clien
     base = _save(client, ctx, doc)
     review = client.get(f"{base}/review", headers=ctx["owner"]).get_json()
     assert _guard(review, "expensive_expression", "to_oms_order")["status"] == "fail"
-    assert client.post(f"{base}/submit", headers=ctx["analyst"]).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["analyst"]
+        ).status_code
+        == 200
+    )
     refused = client.post(f"{base}/approve", json={}, headers=ctx["owner"])
     assert refused.status_code == 422
     assert "expensive_expression" in [g["id"] for g in refused.get_json()["guardrails"]]
