@@ -55,6 +55,8 @@ Metrics (all prefixed ``flowgate_``):
 ``run_latency_seconds``                gaugehist  received → finished, last 15 min
 ``step_duration_seconds{type}``        gaugehist  step durations (map, filter, deliver; skipped
                                                   deliveries left out), runs finished in 15 min
+``delivery_latency_seconds``           gaugehist  first delivery attempt → acknowledged (retries
+                                                  included), runs finished in 15 min
 ``queue_depth{queue}``                 gauge      jobs waiting in the RQ run queue
 ``breaker_open{connection,connection_id}``  gauge 1 while a connection's breaker is open
 ``breaker_state{connection,connection_id,state}``  stateset: 1 for the current state of
@@ -64,8 +66,8 @@ Metrics (all prefixed ``flowgate_``):
 ``scrape_duration_seconds``            gauge      time this scrape took
 =====================================  =========  ==============================================
 
-``flowgate_alerts_open`` is not exported yet: alerts do not exist. Add it here, as a count
-from their table, when they do.
+``flowgate_alerts_open{flow,severity,state}`` (gauge): alerts not resolved yet (open or
+acknowledged), one GROUP BY over the alerts table (app.services.alerts).
 
 Nothing here reads payloads, configs or secrets; labels are flow slugs, connection names and
 ids, statuses and step types.
@@ -95,6 +97,7 @@ from app.extensions import db
 from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep
 from app.models._types import utcnow
 from app.queues import run_queue
+from flows.definition import base_step_id
 from flows.results import FINAL_RUN_STATUSES, DeliveryStatus, RunStatus, StepStatus
 
 log = logging.getLogger("flowgate.metrics")
@@ -135,6 +138,8 @@ class FlowgateCollector(Collector):
             metrics.extend(_run_counts() + _delivery_counts())
             metrics.append(_run_latency(now))
             metrics.append(_step_durations(self.app, now))
+            metrics.append(_delivery_latency(now))
+            metrics.append(_alerts_open())
             connections.extend(
                 db.session.execute(select(Connection.id, Connection.name).order_by(Connection.id))
                 .tuples()
@@ -196,6 +201,25 @@ def _run_counts() -> list[Metric]:
         running.add_metric([slug], by_status.get(RunStatus.RUNNING.value, 0))
         dead.add_metric([slug], by_status.get(RunStatus.DEAD_LETTERED.value, 0))
     return [total, waiting, running, dead]
+
+
+def _alerts_open() -> Metric:
+    from app.models import Alert
+
+    gauge = GaugeMetricFamily(
+        "flowgate_alerts_open",
+        "Alerts not resolved yet (open or acknowledged)",
+        labels=["flow", "severity", "state"],
+    )
+    rows = db.session.execute(
+        select(Flow.slug, Alert.severity, Alert.state, func.count())
+        .join(Flow, Flow.id == Alert.flow_id)
+        .where(Alert.state.in_(("open", "acknowledged")))
+        .group_by(Flow.slug, Alert.severity, Alert.state)
+    ).all()
+    for slug, severity, state, count in rows:
+        gauge.add_metric([slug, severity, state], count)
+    return gauge
 
 
 def _delivery_counts() -> list[Metric]:
@@ -295,7 +319,7 @@ def _step_durations(app: Flask, now: Any) -> Metric:
     types = _step_types(app, {row[0] for row in rows})
     by_type = {t: _Histogram(STEP_DURATION_BUCKETS) for t in ("map", "filter", "deliver")}
     for version_id, step_id, index, count, total_ms in rows:
-        step_type = types.get(version_id, {}).get(step_id, "unknown")
+        step_type = types.get(version_id, {}).get(base_step_id(step_id), "unknown")
         histogram = by_type.setdefault(step_type, _Histogram(STEP_DURATION_BUCKETS))
         histogram.add(index, count, (total_ms or 0.0) / 1000)
     family = GaugeHistogramMetricFamily(
@@ -306,6 +330,31 @@ def _step_durations(app: Flask, now: Any) -> Metric:
     for step_type in sorted(by_type):
         family.add_metric([step_type], by_type[step_type].buckets(), by_type[step_type].total)
     return family
+
+
+def _delivery_latency(now: Any) -> Metric:
+    """First attempt → acknowledged, retries included, for runs that finished in the window."""
+    seconds = _seconds_between(Delivery.created_at, Delivery.acknowledged_at)
+    acknowledged = (
+        select(seconds.label("seconds"))
+        .join(Run, Run.id == Delivery.run_id)
+        .where(*_recently_finished(now), Delivery.acknowledged_at.is_not(None))
+        .subquery()
+    )
+    bucket = _bucket_index(acknowledged.c.seconds, RUN_LATENCY_BUCKETS).label("bucket")
+    histogram = _Histogram(RUN_LATENCY_BUCKETS)
+    rows = db.session.execute(
+        select(bucket, func.count(), func.sum(acknowledged.c.seconds)).group_by(bucket)
+    )
+    for index, count, total in rows:
+        histogram.add(index, count, total)
+    return GaugeHistogramMetricFamily(
+        "flowgate_delivery_latency_seconds",
+        "First delivery attempt to acknowledgement (retries included), runs that finished"
+        f" in the last {WINDOW_SECONDS // 60} min",
+        buckets=histogram.buckets(),
+        gsum_value=histogram.total,
+    )
 
 
 def _step_types(app: Flask, version_ids: set[int]) -> dict[int, dict[str, str]]:

@@ -37,12 +37,71 @@ def _check_key() -> None:
         raise DemoUnauthorized("the demo OMS needs its API key in X-API-Key")
 
 
+def _outage_key() -> str:
+    from app import runtime
+
+    return f"flowgate:{runtime.idempotency_prefix()}:demo:oms_down"
+
+
+def oms_down() -> bool:
+    """Is the demo OMS in a simulated outage (answering 503)? Shared by every web process."""
+    from app.redis_conn import get_redis
+
+    return bool(get_redis(current_app).exists(_outage_key()))
+
+
+def set_oms_outage(down: bool) -> None:
+    from app.redis_conn import get_redis
+
+    client = get_redis(current_app)
+    if down:
+        client.set(_outage_key(), "1")
+    else:
+        client.delete(_outage_key())
+
+
+class DemoOutage(ServiceError):
+    status, title = 503, "Service unavailable"
+
+
+@bp.get("/outage")
+@bp.response(200)
+@bp.doc(security=[])
+def get_outage() -> dict[str, bool]:
+    """Whether the demo OMS is simulating an outage."""
+    return {"down": oms_down()}
+
+
+@bp.post("/outage")
+@bp.response(200)
+def post_outage() -> dict[str, bool]:
+    """Stop (``{"down": true}``) or restart (``{"down": false}``) the demo OMS: while down it
+    answers every order with 503, so alerts, retries and replay can be tried (owners and
+    admins only, audited)."""
+    from app.auth import authenticate
+    from app.errors import Forbidden
+    from app.services import audit
+
+    actor = authenticate()
+    if actor.role not in ("owner", "admin"):
+        raise Forbidden("only an owner or an admin can stop or restart the demo OMS")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("down"), bool):
+        raise ServiceError('send {"down": true} or {"down": false}')
+    set_oms_outage(body["down"])
+    audit.record(actor, "demo.oms_outage", "demo", "oms", down=body["down"])
+    db.session.commit()
+    return {"down": body["down"]}
+
+
 @bp.post("/orders")
 @bp.response(201)
 @bp.alt_response(200, description="Idempotent replay: the original order")
 @bp.doc(security=[])
 def receive_order() -> tuple[dict[str, Any], int]:
     """Store an order (the demo destination of the "Web orders → OMS" flow)."""
+    if oms_down():
+        raise DemoOutage("the demo OMS is down (simulated outage: POST /demo/oms/outage)")
     _check_key()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -84,7 +143,7 @@ def list_orders() -> dict[str, Any]:
     return {"items": items, "total": total}
 
 
-@bp.get("/")
+@bp.get("/", strict_slashes=False)  # /demo/oms (the seeded base URL) answers, not a 308
 @bp.doc(security=[])
 def show_orders() -> tuple[str, int, dict[str, str]]:
     """A plain page showing what the demo OMS received."""

@@ -1,6 +1,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.schemas.common import UtcDateTime
+from app.schemas.editor import Redacted
 
 
 class RunQuerySchema(Schema):
@@ -31,8 +32,10 @@ class RunSummarySchema(Schema):
 class RunStepSchema(Schema):
     step_id = fields.Str()
     status = fields.Str()
-    input = fields.Raw(allow_none=True)
-    output = fields.Raw(allow_none=True)
+    # Credential-named fields of the message are masked in run history (secrets of the
+    # connections never reach step data: connectors redact what they record).
+    input = Redacted(allow_none=True)
+    output = Redacted(allow_none=True)
     error = fields.Dict(allow_none=True)
     duration_ms = fields.Float()
     attempt = fields.Int()
@@ -50,7 +53,7 @@ class DeliverySchema(Schema):
 
 
 class RunSchema(RunSummarySchema):
-    payload = fields.Raw(allow_none=True)
+    payload = Redacted(allow_none=True)
     steps = fields.List(fields.Nested(RunStepSchema))
     deliveries = fields.List(fields.Nested(DeliverySchema))
 

@@ -1,0 +1,30 @@
+"""Operations commands: ``flask --app app retention run [--days N]``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+retention_cli = AppGroup("retention", help="Prune old run payloads and step I/O.")
+
+
+@retention_cli.command("run")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Prune runs received more than this many days ago (default FLOWGATE_RETENTION_DAYS).",
+)
+def retention_run_command(days: int | None) -> None:
+    """Prune payloads and step input/output of finished runs now; runs and counts stay."""
+    from app.services.retention import prune
+
+    days = days or current_app.config["FLOWGATE_RETENTION_DAYS"]
+    if not days:
+        raise click.ClickException("FLOWGATE_RETENTION_DAYS is 0 (keep everything); pass --days")
+    click.echo(str(prune(days)))
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(retention_cli)
