@@ -29,7 +29,11 @@ def registry(app: Flask | None = None) -> ConnectorRegistry:
 
 def secret_box(app: Flask | None = None) -> SecretBox:
     app = app or current_app
-    return _cached(app, "secret_box", lambda: SecretBox(app.config["SECRET_KEY"]))
+    return _cached(
+        app,
+        "secret_box",
+        lambda: SecretBox(app.config["SECRET_KEY"], app.config.get("FLOWGATE_SECRET_KEYS") or ()),
+    )
 
 
 def egress_policy(app: Flask | None = None) -> EgressPolicy:

@@ -74,6 +74,10 @@ class ConnectorContext:
     # connectors.egress.EgressPolicy: non-HTTP connectors check every host they connect to
     # with connectors.egress.checked_addresses(ctx.egress, host, port).
     egress: Any = None
+    # evaluate(expression, data) -> result: JSONata through the flows layer's sandboxed
+    # evaluator (poll triggers extract items and cursors with it; connectors never import
+    # a JSONata library). Raises ConnectorError when the expression fails.
+    evaluate: Callable[[str, Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,11 @@ class ConnectorError(Exception):
 
 
 class RetryableConnectorError(ConnectorError):
-    """A transient failure (5xx, 429, timeout, connection refused): the engine may retry."""
+    """A transient failure (5xx, 429, timeout, connection refused): the engine may retry.
+
+    ``ambiguous=True`` marks a failure after the request may have been sent (timeout or
+    connection reset while waiting for the answer), as opposed to a clear pre-send failure
+    or an explicit answer."""
 
     retryable = True
 
@@ -125,9 +133,14 @@ class RetryableConnectorError(ConnectorError):
         status_code: int | None = None,
         response_excerpt: str = "",
         retry_after_seconds: float | None = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message, status_code=status_code, response_excerpt=response_excerpt)
         self.retry_after_seconds = retry_after_seconds
+        # True when the failure came after the message may have reached the destination
+        # (a timeout or a dropped connection once the request/DATA was sent): a retry could
+        # deliver it twice, so the engine does not retry destinations with idempotency "none".
+        self.ambiguous = ambiguous
 
 
 class Connector(ABC):
@@ -158,3 +171,36 @@ class Trigger(Connector):
     @abstractmethod
     def accept(self, ctx: ConnectorContext, request: InboundRequest) -> list[Any]:
         """Return the messages carried by ``request`` (usually one), or raise ConnectorError."""
+
+
+@dataclass(frozen=True)
+class PolledItem:
+    """One item a poll found: ``id`` (declared by the flow) dedupes it across polls."""
+
+    id: str
+    message: Any
+
+
+@dataclass(frozen=True)
+class PollPage:
+    """One page of a poll: its items, the state to resume from once their runs are
+    committed, and whether another page can be read right away."""
+
+    items: list[PolledItem]
+    state: Any
+    more: bool = False
+
+
+class Poller(Trigger):
+    """A trigger the scheduler fires by reading a source page by page from a saved state."""
+
+    def accept(self, ctx: ConnectorContext, request: InboundRequest) -> list[Any]:
+        raise ConnectorError(f"{self.spec.key} is fired by the scheduler, not by a request")
+
+    @abstractmethod
+    def poll(self, ctx: ConnectorContext, state: Any) -> PollPage:
+        """Read the page after ``state`` (None on the first poll).
+
+        Must not change anything at the source: the caller records the items' runs, and only
+        then saves ``page.state``; a crash in between makes the next poll read it again.
+        """

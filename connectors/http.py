@@ -346,6 +346,16 @@ class HttpDestination(Destination):
                 message=f"{prefix}HTTP {response.status_code} in {elapsed_ms} ms: the server "
                 "reported an error",
             )
+        if 300 <= response.status_code < 400:
+            # Reachable, but deliveries never follow redirects: say where it points so a
+            # base URL that is one slash (or one host) off gets fixed before the first send.
+            location = redact(response.headers.get("Location", "") or "")[:200]
+            return CheckResult(
+                ok=False,
+                message=f"{prefix}HTTP {response.status_code} in {elapsed_ms} ms: the base URL "
+                f"redirects to {location or 'another address'}; deliveries do not follow "
+                "redirects, so use the final address as the base URL",
+            )
         return CheckResult(
             ok=True, message=f"{prefix}HTTP {response.status_code} in {elapsed_ms} ms"
         )

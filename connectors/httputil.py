@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from connectors.base import ConnectorError, RetryableConnectorError
 
@@ -106,13 +107,39 @@ def transport_error(
     if isinstance(exc, requests.ConnectTimeout):
         return RetryableConnectorError(f"could not connect to {target} within {timeout:g} s")
     if isinstance(exc, requests.Timeout):
-        return RetryableConnectorError(f"no response from {target} within {timeout:g} s")
+        # The request went out and no answer came: it may have been processed (ambiguous).
+        return RetryableConnectorError(
+            f"no response from {target} within {timeout:g} s", ambiguous=True
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         # A certificate problem is configuration, not a blip: retrying for an hour won't help.
         return ConnectorError(f"TLS handshake with {target} failed: {reason}")
     if isinstance(exc, requests.ConnectionError):
+        if _dropped_after_send(exc):
+            return RetryableConnectorError(
+                f"{target} dropped the connection before answering: {reason}", ambiguous=True
+            )
         return RetryableConnectorError(f"could not connect to {target}: {reason}")
     return ConnectorError(f"request to {target} could not be sent: {reason}")
+
+
+def _dropped_after_send(exc: BaseException) -> bool:
+    """A connection reset/closed while waiting for the response (urllib3's "Connection
+    aborted"), as opposed to one that never opened (refused, DNS): the request may have
+    been sent."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, urllib3.exceptions.ProtocolError):
+            return True
+        nested = current.args[0] if current.args else None
+        current = (
+            current.__cause__
+            or current.__context__
+            or (nested if isinstance(nested, BaseException) else None)
+        )
+    return False
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -24,6 +24,8 @@ CONNECTOR_MODULES: tuple[str, ...] = (
     "connectors.redis_stream_group",
     "connectors.schedule",
     "connectors.manual",
+    "connectors.poll_http",
+    "connectors.poll_sql",
 )
 ALIASES: dict[str, str] = {}
 

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from connectors.base import (
+    CheckResult,
     ConnectorContext,
     ConnectorError,
     ConnectorSpec,
@@ -174,6 +175,18 @@ class ScheduleTrigger(Trigger):
     spec = SPEC
     # Called by flow validation after the JSON Schema passed (problems at /trigger/config/...).
     semantic_problems = staticmethod(semantic_problems)
+
+    def check(self, ctx: ConnectorContext) -> CheckResult:
+        """No connection to test: with a trigger config, say when it fires next (or why not)."""
+        config = ctx.step_config
+        if not config.get("cron"):
+            return CheckResult(ok=True, message="a schedule needs no connection")
+        problems = semantic_problems(config)
+        if problems:
+            return CheckResult(ok=False, message="; ".join(f"{p}: {m}" for p, m in problems))
+        timezone = config.get("timezone") or "UTC"
+        tick = next_ticks(str(config["cron"]), timezone, datetime.now(UTC))[0]
+        return CheckResult(ok=True, message=f"next tick {tick.isoformat()} ({timezone})")
 
     def accept(self, ctx: ConnectorContext, request: InboundRequest) -> list[Any]:
         """``request.payload`` is the tick (a datetime or ISO string); one message back."""

@@ -397,7 +397,27 @@ def build_email(
 # --- the SMTP session ---
 
 
-class _CheckedSMTP(smtplib.SMTP):
+class _DataTracking:
+    """Remembers that the message content went out (DATA accepted with 354 and the body
+    sent): a timeout or dropped connection after that is ambiguous, the server may have
+    queued the email."""
+
+    data_sent = False
+
+    def send(self, s: Any) -> None:
+        if getattr(self, "_in_data", False) and isinstance(s, bytes):  # the body, not "DATA"
+            self.data_sent = True
+        super().send(s)  # type: ignore[misc]
+
+    def data(self, msg: Any) -> Any:
+        self._in_data = True
+        try:
+            return super().data(msg)  # type: ignore[misc]
+        finally:
+            self._in_data = False
+
+
+class _CheckedSMTP(_DataTracking, smtplib.SMTP):
     """``smtplib.SMTP`` whose socket goes through the egress policy (TLS still checks the
     certificate against the configured host name)."""
 
@@ -409,7 +429,7 @@ class _CheckedSMTP(smtplib.SMTP):
         return open_checked_socket(self._ctx, host, port, timeout)
 
 
-class _CheckedSMTPSSL(smtplib.SMTP_SSL):
+class _CheckedSMTPSSL(_DataTracking, smtplib.SMTP_SSL):
     def __init__(
         self, ctx: ConnectorContext, timeout: float, helo: str, context: ssl.SSLContext
     ) -> None:
@@ -464,7 +484,15 @@ def _session(ctx: ConnectorContext) -> Iterator[smtplib.SMTP]:
     except ConnectorError:
         raise
     except (smtplib.SMTPException, OSError) as exc:
-        raise _classify(exc, ctx, host, port, timeout) from None
+        error = _classify(exc, ctx, host, port, timeout)
+        if getattr(client, "data_sent", False) and isinstance(error, RetryableConnectorError):
+            if not isinstance(exc, smtplib.SMTPResponseException):  # an answer is no mystery
+                error = RetryableConnectorError(
+                    error.message + " after the message was sent (DATA): it may have been"
+                    " delivered",
+                    ambiguous=True,
+                )
+        raise error from None
     finally:
         _close(client)
 

@@ -15,11 +15,17 @@ trigger is ``schedule``:
 Exactly once per tick, with any number of scheduler processes: a tick's run carries the event
 id ``schedule:<flow id>:<tick in UTC>``, and (flow_id, idempotency_key) is unique, so a
 second scheduler's insert of the same tick fails and ``record_run`` answers duplicate.
+
+Back-pressure: a due tick of a flow whose backlog passed ``FLOWGATE_MAX_BACKLOG``
+(``intake.check_backlog``) is not fired; the reason is kept on the flow's ``PollState``
+(``paused_reason``) and logged once. The tick stays due while it is on time, so it fires on a
+later beat if the backlog drains within the grace; after that the missed policy decides.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,7 +37,8 @@ from app.extensions import db
 from app.models import Flow, FlowVersion, Role, Run, User, VersionStatus
 from app.services import audit
 from app.services.flows import get_flow, version_with_status
-from app.services.intake import Accepted, record_run
+from app.services.intake import Accepted, TooManyRequests, check_backlog, record_run
+from app.services.polling import clear_pause, record_pause
 from connectors.schedule import latest_tick, message_for, tick_key
 
 log = logging.getLogger("flowgate.triggers")
@@ -69,6 +76,16 @@ def run_manually(flow_id: int, payload: Any, actor: User) -> Accepted:
 
 
 # -- schedules ---------------------------------------------------------------------------
+
+
+def scheduler_now(app: Flask) -> datetime:
+    """Now, aware UTC; under FLOWGATE_CLOCK_SCALE (tests only) a clock running that many
+    times faster than real time from FLOWGATE_CLOCK_EPOCH, the same in every process."""
+    scale = float(app.config.get("FLOWGATE_CLOCK_SCALE") or 1)
+    if scale == 1:
+        return datetime.now(UTC)
+    epoch = float(app.config.get("FLOWGATE_CLOCK_EPOCH") or 0)
+    return datetime.fromtimestamp(epoch + (time.time() - epoch) * scale, UTC)
 
 
 def _utc(value: datetime) -> datetime:
@@ -129,8 +146,9 @@ def fire_due_schedules(app: Flask, now: datetime | None = None) -> dict[str, int
     Safe to call from several processes at once (see module doc). Needs an app context.
     """
     now = _utc(now or datetime.now(UTC))
-    grace = timedelta(seconds=2 * float(app.config["FLOWGATE_SWEEP_INTERVAL_SECONDS"]))
-    counts = {"fired": 0, "duplicates": 0, "failed": 0}
+    scale = float(app.config.get("FLOWGATE_CLOCK_SCALE") or 1)
+    grace = timedelta(seconds=2 * float(app.config["FLOWGATE_SWEEP_INTERVAL_SECONDS"]) * scale)
+    counts = {"fired": 0, "duplicates": 0, "failed": 0, "paused": 0}
     for flow, version in _live_schedules():
         flow_id = flow.id
         try:
@@ -141,6 +159,14 @@ def fire_due_schedules(app: Flask, now: datetime | None = None) -> dict[str, int
                 since = live_since if since is None else max(since, live_since)
             tick = due_tick(config, now, since, grace)
             if tick is None:
+                continue
+            try:
+                check_backlog(flow_id)
+            except TooManyRequests as exc:
+                counts["paused"] += 1
+                record_pause(
+                    flow_id, SCHEDULE_KIND, f"backlog: {exc}", _utc(now).replace(tzinfo=None)
+                )
                 continue
             accepted = record_run(
                 flow,
@@ -158,6 +184,7 @@ def fire_due_schedules(app: Flask, now: datetime | None = None) -> dict[str, int
             counts["duplicates"] += 1  # another scheduler fired this tick first
         else:
             counts["fired"] += 1
+            clear_pause(flow_id)
             log.info(
                 "triggers.schedule_fired flow=%s tick=%s run_id=%s",
                 flow_id,

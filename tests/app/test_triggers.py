@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import AuditEvent, FlowVersion, Run
 from app.services.triggers import fire_due_schedules
 from tests.app.test_walking_skeleton import ORDER, live_flow
+from tests.support.contracts import complete_contract
 
 T0 = datetime(2026, 1, 1, 12, 0)  # naive UTC, as stored
 
@@ -50,7 +51,12 @@ def _live_scheduled(client: Any, make_user: Any, sink: Any, **config: Any) -> di
     r = client.put(f"/api/v1/flows/{flow['id']}/draft", json={"definition": doc}, headers=analyst_h)
     assert r.status_code == 200 and r.get_json()["problems"] == [], r.get_json()
     base = f"/api/v1/flows/{flow['id']}/versions/{r.get_json()['version']}"
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     r = client.post(f"{base}/approve", json={"comment": "ok"}, headers=owner_h)
     assert r.status_code == 200, r.get_json()
     # Pretend it went live an hour before the fixed clock the tests use.
@@ -105,7 +111,12 @@ def _race(app: Any, now: datetime) -> list[dict[str, int]]:
 def test_a_tick_fires_exactly_once_however_often_it_is_checked(app, client, make_user, sink):
     flow = _live_scheduled(client, make_user, sink)
     assert fire_due_schedules(app, _at(0, 2))["fired"] == 1
-    assert fire_due_schedules(app, _at(0, 2)) == {"fired": 0, "duplicates": 0, "failed": 0}
+    assert fire_due_schedules(app, _at(0, 2)) == {
+        "fired": 0,
+        "duplicates": 0,
+        "failed": 0,
+        "paused": 0,
+    }
     assert fire_due_schedules(app, _at(0, 7))["fired"] == 0  # same tick, next beat
     assert fire_due_schedules(app, _at(1, 1))["fired"] == 1
     assert _ticks(flow["id"]) == ["2026-01-01T12:00:00+00:00", "2026-01-01T12:01:00+00:00"]

@@ -361,3 +361,16 @@ def test_connection_schema_rejects_urls_that_hide_credentials_or_change_scheme()
         problems = config_problems(SPEC.connection_schema, {"base_url": url})
         assert [p for p, _ in problems] == ["/base_url"], url
     assert config_problems(SPEC.connection_schema, {"base_url": "https://api.example.com/v1"}) == []
+
+
+def test_check_reports_a_redirect_and_where_it_points(
+    fake_server: FakeServer, make_ctx: MakeContext
+) -> None:
+    # Deliveries never follow redirects, so a base URL that redirects is not "OK".
+    fake_server.reply(308, headers={"Location": f"{fake_server.url}/api/"})
+    result = HttpDestination().check(make_ctx({"base_url": f"{fake_server.url}/api"}))
+    assert not result.ok
+    assert result.message.startswith("HTTP 308 in ")
+    assert f"redirects to {fake_server.url}/api/" in result.message
+    assert "use the final address as the base URL" in result.message
+    assert len(fake_server.requests) == 1

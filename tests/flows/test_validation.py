@@ -21,6 +21,7 @@ REGISTRY = load_registry()
 
 def known_connection(connection_id: int) -> str | None:
     known = {3: "http", 4: "sql", 5: "amqp", 6: "redis_stream", 7: "file", 8: "email"}
+    known |= {9: "poll_http", 10: "webhook"}
     return known.get(connection_id)
 
 
