@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -49,12 +50,30 @@ class TriggerSpec:
     config: Mapping[str, Any] = field(default_factory=dict)
 
 
+# A split step's items are run as separate messages; the steps below it record (and deliver
+# under) their id suffixed with the item index, e.g. ``to_erp[2]`` (``[0][1]`` when nested).
+ITEM_SUFFIX = re.compile(r"(\[\d+\])+$")
+DEFAULT_MAX_ITEMS = 1000
+OTHERWISE = "otherwise"  # the case name of a route's fallback branch (on edges)
+
+
+def base_step_id(step_id: str) -> str:
+    """``to_erp[2]`` -> ``to_erp``: the step of the definition a recorded execution is of."""
+    return ITEM_SUFFIX.sub("", step_id)
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    name: str
+    condition: str
+
+
 @dataclass(frozen=True)
 class Step:
     """One step. Only the fields of its ``type`` are meaningful."""
 
     id: str
-    type: str  # "map" | "filter" | "deliver"
+    type: str  # "map" | "filter" | "deliver" | "route" | "split"
     expression: str | None = None
     condition: str | None = None
     connector: str | None = None
@@ -63,6 +82,13 @@ class Step:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Deliver only: the canonical schema (name, version) the input must match, or None.
     input_schema: tuple[str, int] | None = None
+    # Route only: the ordered cases; "first" follows the first match, "all" every match;
+    # ``otherwise`` enables the fallback branch taken when no case matches.
+    cases: tuple[RouteCase, ...] = ()
+    mode: str = "first"
+    otherwise: bool = False
+    # Split only (``expression`` gives the array): more items than this fail the run.
+    max_items: int = DEFAULT_MAX_ITEMS
 
 
 @dataclass(frozen=True)
@@ -70,16 +96,31 @@ class FlowDefinition:
     trigger: TriggerSpec
     steps: tuple[Step, ...]
     edges: tuple[tuple[str, str], ...]
+    # The ``case`` of each edge (same order as ``edges``); None off route steps.
+    edge_cases: tuple[str | None, ...] = ()
 
     def step(self, step_id: str) -> Step:
+        """The step by id; an item-suffixed id (``to_erp[2]``) gives its step too."""
         for step in self.steps:
             if step.id == step_id:
                 return step
+        base = base_step_id(step_id)
+        if base != step_id:
+            return self.step(base)
         raise KeyError(step_id)
 
     def children(self, node_id: str) -> list[str]:
         """Targets of the edges leaving ``node_id``, in document order."""
         return [target for source, target in self.edges if source == node_id]
+
+    def branches(self, node_id: str) -> list[tuple[str, str | None]]:
+        """(target, case) of the edges leaving ``node_id``, in document order."""
+        cases = self.edge_cases or (None,) * len(self.edges)
+        return [
+            (target, case)
+            for (source, target), case in zip(self.edges, cases, strict=True)
+            if source == node_id
+        ]
 
     def destinations(self) -> list[Step]:
         return [step for step in self.steps if step.type == "deliver"]
@@ -98,6 +139,13 @@ class FlowDefinition:
                 config=dict(s.get("config") or {}),
                 retry=RetryPolicy.from_json(s.get("retry")),
                 input_schema=_input_schema(s.get("input_schema")),
+                cases=tuple(
+                    RouteCase(name=c["name"], condition=c["condition"])
+                    for c in s.get("cases") or ()
+                ),
+                mode=s.get("mode") or "first",
+                otherwise=bool(s.get("otherwise", False)),
+                max_items=int(s.get("max_items") or DEFAULT_MAX_ITEMS),
             )
             for s in doc["steps"]
         )
@@ -106,6 +154,7 @@ class FlowDefinition:
             trigger=TriggerSpec(type=trigger["type"], config=dict(trigger.get("config") or {})),
             steps=steps,
             edges=edges,
+            edge_cases=tuple(e.get("case") for e in doc["edges"]),
         )
 
 

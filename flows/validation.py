@@ -1,8 +1,9 @@
 """Validate a flow document and report *every* problem with a JSON-pointer path.
 
 Checks, in order: the JSON Schema; step ids and edges (unique ids, dangling edges, cycles,
-steps reachable from the trigger along exactly one path); at least one destination; JSONata
-syntax (with the position inside the expression); connectors, connections and their config.
+steps reachable from the trigger along exactly one path, route case labels on edges); at
+least one destination; JSONata syntax (with the position inside the expression); connectors,
+connections and their config.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from connectors.base import ConnectorError
 from connectors.config import config_problems
 from connectors.registry import ConnectorRegistry
 from flows import canonical, mapping
-from flows.definition import TRIGGER_NODE_ID, load_flow_schema
+from flows.definition import DEFAULT_MAX_ITEMS, OTHERWISE, TRIGGER_NODE_ID, load_flow_schema
 
 # Given a connection id, the connector key of that stored connection, or None if unknown.
 ConnectionLookup = Callable[[int], "str | None"]
+
+
+# Step executions are recorded (and delivered) under ids of at most this many characters.
+MAX_RECORDED_ID = 64
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,122 @@ def _graph_problems(doc: Mapping[str, Any]) -> list[Problem]:
                 )
             )
     problems += _cycle_and_reach_problems(doc, index_of)
+    problems += _route_problems(doc, index_of)
+    if not any(p.code == "cycle" for p in problems):
+        problems += _item_id_problems(doc, index_of)
     if not any(step["type"] == "deliver" for step in doc["steps"]):
         problems.append(Problem("/steps", "no_destination", "the flow delivers nowhere"))
     return problems
+
+
+def _route_problems(doc: Mapping[str, Any], index_of: dict[str, int]) -> list[Problem]:
+    """Case labels: every edge out of a route names one of its cases (or 'otherwise' when
+    enabled), each case has at most one edge, and edges out of other nodes carry none."""
+    problems: list[Problem] = []
+    steps = doc["steps"]
+    for i, step in enumerate(steps):
+        if step["type"] != "route":
+            continue
+        seen: set[str] = set()
+        for j, case in enumerate(step["cases"]):
+            if case["name"] == OTHERWISE:
+                problems.append(
+                    Problem(
+                        f"/steps/{i}/cases/{j}/name",
+                        "reserved_case_name",
+                        f"'{OTHERWISE}' is the fallback branch; name the case differently",
+                    )
+                )
+            elif case["name"] in seen:
+                problems.append(
+                    Problem(
+                        f"/steps/{i}/cases/{j}/name",
+                        "duplicate_case",
+                        f"case name '{case['name']}' is used twice in step '{step['id']}'",
+                    )
+                )
+            seen.add(case["name"])
+    return problems + _case_edge_problems(doc, index_of)
+
+
+def _case_edge_problems(doc: Mapping[str, Any], index_of: dict[str, int]) -> list[Problem]:
+    problems: list[Problem] = []
+    steps = doc["steps"]
+    used: dict[tuple[str, str], int] = {}
+    for k, edge in enumerate(doc["edges"]):
+        source, case = edge["from"], edge.get("case")
+        step = steps[index_of[source]] if source in index_of else None
+        if step is None or step["type"] != "route":
+            if case is not None:
+                problems.append(
+                    Problem(
+                        f"/edges/{k}/case",
+                        "unexpected_case",
+                        f"only edges leaving a route step name a case ('{source}' is no route)",
+                    )
+                )
+            continue
+        names = {c["name"] for c in step["cases"]}
+        if case is None:
+            problems.append(
+                Problem(
+                    f"/edges/{k}",
+                    "missing_case",
+                    f"an edge leaving route '{source}' must name the case it is for",
+                )
+            )
+        elif case == OTHERWISE and not step.get("otherwise", False):
+            problems.append(
+                Problem(
+                    f"/edges/{k}/case",
+                    "unknown_case",
+                    f"route '{source}' has no otherwise branch (enable 'otherwise')",
+                )
+            )
+        elif case != OTHERWISE and case not in names:
+            problems.append(
+                Problem(
+                    f"/edges/{k}/case", "unknown_case", f"route '{source}' has no case '{case}'"
+                )
+            )
+        elif (source, case) in used:
+            problems.append(
+                Problem(
+                    f"/edges/{k}/case",
+                    "duplicate_case_edge",
+                    f"case '{case}' of route '{source}' already leads to "
+                    f"'{doc['edges'][used[(source, case)]]['to']}'; a case has one branch",
+                )
+            )
+        else:
+            used[(source, case)] = k
+    return problems
+
+
+def _item_id_problems(doc: Mapping[str, Any], index_of: dict[str, int]) -> list[Problem]:
+    """Below a split, executions are recorded as ``<id>[<item>]``: that must fit 64 chars."""
+    children = _children(doc)
+    extra: dict[str, int] = {}
+    frontier = [(TRIGGER_NODE_ID, 0)]
+    while frontier:
+        node, suffix = frontier.pop()
+        if node in index_of and doc["steps"][index_of[node]]["type"] == "split":
+            max_items = doc["steps"][index_of[node]].get("max_items", DEFAULT_MAX_ITEMS)
+            suffix += len(str(max(max_items - 1, 0))) + 2
+        for child in children.get(node, []):
+            if child in index_of and extra.get(child, -1) < suffix:
+                extra[child] = suffix
+                frontier.append((child, suffix))
+    return [
+        Problem(
+            f"/steps/{index_of[step_id]}/id",
+            "id_too_long",
+            f"step '{step_id}' runs once per split item and is recorded as "
+            f"'{step_id}[…]': shorten its id to at most {MAX_RECORDED_ID - suffix} characters",
+        )
+        for step_id, suffix in extra.items()
+        if suffix and len(step_id) + suffix > MAX_RECORDED_ID
+    ]
 
 
 def _children(doc: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -164,24 +282,39 @@ def _reachable(children: dict[str, list[str]], start: str) -> set[str]:
     return reachable
 
 
+# Poll triggers' JSONata fields (connectors/poll_http.py), otherwise only met at poll time.
+_POLL_EXPRESSIONS: dict[str, tuple[str, ...]] = {"poll_http": ("items", "next_cursor", "id")}
+
+
 def _expression_problems(doc: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for i, step in enumerate(doc["steps"]):
-        field = {"map": "expression", "filter": "condition"}.get(step["type"])
-        if field is None:
-            continue
-        error = mapping.check_expression(step[field])
-        if error is not None:
-            problems.append(
-                Problem(
-                    f"/steps/{i}/{field}",
-                    "invalid_expression",
-                    f"{error.code}: {error.message}",
-                    position=error.position,
-                )
+        if step["type"] == "route":
+            located = [
+                (f"/steps/{i}/cases/{j}/condition", case["condition"])
+                for j, case in enumerate(step["cases"])
+            ]
+        else:
+            field = {"map": "expression", "filter": "condition", "split": "expression"}.get(
+                step["type"]
             )
+            if field is None:
+                continue
+            located = [(f"/steps/{i}/{field}", step[field])]
+        for path, expression in located:
+            error = mapping.check_expression(expression)
+            if error is not None:
+                problems.append(
+                    Problem(
+                        path,
+                        "invalid_expression",
+                        f"{error.code}: {error.message}",
+                        position=error.position,
+                    )
+                )
     trigger_config = doc["trigger"].get("config") or {}
-    for field in ("business_key", "event_id_expression"):
+    polled = _POLL_EXPRESSIONS.get(str(doc["trigger"].get("type")), ())
+    for field in ("business_key", "event_id_expression", *polled):
         expression = trigger_config.get(field)
         if not isinstance(expression, str) or not expression:
             continue

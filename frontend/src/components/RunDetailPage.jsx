@@ -7,8 +7,17 @@ import Link from './Link.jsx';
 import PageHeading from './PageHeading.jsx';
 import StatusBadge from './StatusBadge.jsx';
 import { ErrorNotice, Loading } from './Notice.jsx';
+import './runs.css';
 
 const ACTIVE = new Set(['queued', 'running', 'retrying']);
+
+function elapsedMs(from, to) {
+  const a = Date.parse(from || '');
+  const b = Date.parse(to || '');
+  return Number.isNaN(a) || Number.isNaN(b) ? null : Math.max(0, b - a);
+}
+
+const stepAnchor = (step, index) => `step-${index + 1}-${String(step.step_id).replace(/[^A-Za-z0-9_-]/g, '_')}`;
 const dash = (v) => (v === null || v === undefined || v === '' ? <span className="muted">—</span> : v);
 
 function Summary({ run }) {
@@ -20,6 +29,7 @@ function Summary({ run }) {
     ['Attempts', dash(run.attempts)],
     ['Received', <span title={run.received_at || undefined}>{formatTime(run.received_at)}</span>],
     ['Finished', <span title={run.finished_at || undefined}>{formatTime(run.finished_at)}</span>],
+    ['End to end', dash(run.finished_at ? formatDuration(elapsedMs(run.received_at, run.finished_at)) : null)],
   ];
   return (
     <dl className="summary card">
@@ -33,10 +43,37 @@ function Summary({ run }) {
   );
 }
 
+/** The steps at a glance, in the order they ran, with their share of the run's time. */
+function Timeline({ steps }) {
+  const total = steps.reduce((sum, s) => sum + (Number(s.duration_ms) || 0), 0);
+  return (
+    <ol className="run-timeline" aria-label="Step timeline">
+      {steps.map((step, i) => {
+        const share = total > 0 ? Math.max(2, ((Number(step.duration_ms) || 0) / total) * 100) : 0;
+        return (
+          <li key={`${step.step_id}-${i}`} className={`run-timeline-step is-${String(step.status).toLowerCase()}`}>
+            <a href={`#${stepAnchor(step, i)}`}>
+              <span className="run-timeline-name">
+                <span className="step-index" aria-hidden="true">{i + 1}</span>
+                <code>{step.step_id}</code>
+              </span>
+              <StatusBadge status={step.status} />
+              <span className="run-timeline-time">{formatDuration(step.duration_ms)}</span>
+              <span className="run-timeline-bar" aria-hidden="true">
+                <span style={{ width: `${share}%` }} />
+              </span>
+            </a>
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
 function Step({ step, index }) {
   const hasError = step.error !== null && step.error !== undefined;
   return (
-    <li className="card step">
+    <li className="card step" id={stepAnchor(step, index)}>
       <div className="step-header">
         <span className="step-index" aria-hidden="true">{index + 1}</span>
         <h3><code>{step.step_id}</code></h3>
@@ -48,6 +85,7 @@ function Step({ step, index }) {
         <JsonBlock label="Output" value={step.output} />
         {hasError && <JsonBlock label="Error" value={step.error} tone="error" />}
       </div>
+      {step.attempt > 1 && <p className="muted small step-attempt">Recorded on attempt {step.attempt}</p>}
     </li>
   );
 }
@@ -102,6 +140,16 @@ export default function RunDetailPage({ id }) {
         <Link to="/runs">← All runs</Link>
       </p>
       <PageHeading title={`Run #${id}`}>
+        {run && (
+          <>
+            <Link className="button" to={`/runs?flow=${encodeURIComponent(run.flow_id)}`}>
+              Runs of this flow
+            </Link>
+            <Link className="button" to={`/flows/${encodeURIComponent(run.flow_id)}/edit`}>
+              Open flow
+            </Link>
+          </>
+        )}
         <button type="button" className="button" onClick={reload} disabled={loading}>
           Refresh
         </button>
@@ -127,6 +175,7 @@ export default function RunDetailPage({ id }) {
 
           <section aria-labelledby="steps-title">
             <h2 id="steps-title">Steps <span className="count">{run.steps?.length ?? 0}</span></h2>
+            {run.steps?.length > 0 && <Timeline steps={run.steps} />}
             {run.steps?.length ? (
               <ol className="steps">
                 {run.steps.map((step, i) => (

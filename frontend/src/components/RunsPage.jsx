@@ -1,12 +1,21 @@
 import { useEffect, useState } from 'react';
 import { flows, runs, withQuery } from '../api.js';
-import { formatTime, RUN_STATUSES, statusLabel } from '../format.js';
+import { formatDuration, formatTime, RUN_STATUSES, statusLabel } from '../format.js';
 import { navigate } from '../router.js';
 import { useApi } from '../useApi.js';
 import Link from './Link.jsx';
 import PageHeading from './PageHeading.jsx';
 import StatusBadge from './StatusBadge.jsx';
 import { ErrorNotice, Loading } from './Notice.jsx';
+import './runs.css';
+
+const PAGE = 50;
+
+function duration(run) {
+  const a = Date.parse(run.received_at || '');
+  const b = Date.parse(run.finished_at || '');
+  return Number.isNaN(a) || Number.isNaN(b) ? null : Math.max(0, b - a);
+}
 
 export default function RunsPage({ query }) {
   // The filters live in the URL (/runs?flow=1&status=succeeded&q=ORD-1), so reload and links keep them.
@@ -17,7 +26,10 @@ export default function RunsPage({ query }) {
   const [search, setSearch] = useState(q);
   useEffect(() => setSearch(q), [q]);
 
-  const list = useApi((signal) => runs.list({ flow, status, q, limit: 50 }, { signal }), [flow, status, q]);
+  // "Show more" grows the page; new filters start again from the first page.
+  const [limit, setLimit] = useState(PAGE);
+  useEffect(() => setLimit(PAGE), [flow, status, q]);
+  const list = useApi((signal) => runs.list({ flow, status, q, limit }, { signal }), [flow, status, q, limit]);
   const flowList = useApi((signal) => flows.list({ signal }).catch(() => null), []);
   const flowOptions = flowList.data?.items ?? [];
 
@@ -46,10 +58,10 @@ export default function RunsPage({ query }) {
         }}
       >
         <label className="field field-grow">
-          <span>Business key</span>
+          <span>Order number, SKU or e-mail</span>
           <input
             type="search"
-            placeholder="e.g. ORD-10042"
+            placeholder="e.g. ORD-10042, SKU-4711 or jane@example.com"
             value={search}
             onChange={(e) => setSearch(e.target.value)}
           />
@@ -105,6 +117,7 @@ export default function RunsPage({ query }) {
                   <th scope="col">Status</th>
                   <th scope="col">Business key</th>
                   <th scope="col">Received</th>
+                  <th scope="col" className="align-right">Took</th>
                   <th scope="col" className="align-right">Attempts</th>
                 </tr>
               </thead>
@@ -125,11 +138,21 @@ export default function RunsPage({ query }) {
                     <td><StatusBadge status={run.status} /></td>
                     <td>{run.business_key ? <code>{run.business_key}</code> : <span className="muted">—</span>}</td>
                     <td title={run.received_at || undefined}>{formatTime(run.received_at)}</td>
+                    <td className="align-right runs-duration" title="From received to finished">
+                      {duration(run) === null ? <span className="muted">—</span> : formatDuration(duration(run))}
+                    </td>
                     <td className="align-right">{run.attempts ?? '—'}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
+          )}
+          {typeof list.data.total === 'number' && list.data.total > items.length && limit < 500 && (
+            <div className="runs-more">
+              <button type="button" className="button button-small" onClick={() => setLimit((n) => Math.min(500, n + PAGE))} disabled={list.loading}>
+                Show {Math.min(PAGE, list.data.total - items.length)} more
+              </button>
+            </div>
           )}
           {typeof list.data.total === 'number' && items.length > 0 && (
             <p className="table-footer muted">
