@@ -1,37 +1,92 @@
-"""SQL implementations of the engine's ports (``flows.ports``); every method commits.
+"""SQL implementations of the engine's ports (``flows.ports``).
 
-Each write commits at once because the ledger must survive a ``kill -9`` at any point: an
-attempt is recorded as ``sending`` before the call and ``acknowledged`` after it.
+The ledger must survive a ``kill -9`` at any point: the claim commits before any step runs,
+and an attempt is committed as ``sending`` before the outbound call. The outcome of the call
+(``acknowledged`` or failed) is written at once but committed with the next commit of the
+run, at the latest with the run's final write (``finish``), which a fenced-out worker still
+commits. A worker killed in between leaves the delivery ``sending``; it is then re-sent with
+the same idempotency key, which is what ``sending`` already means. That saves one commit per
+delivery (a WAL flush on PostgreSQL, fsyncs on SQLite).
+
+Per run, on the hot path (first attempt, one deliver step): the claim is one
+``UPDATE … RETURNING`` and a commit; the version's definition comes from a per-process cache
+(versions are immutable once submitted); the connection is one ``SELECT``; the delivery is one
+``INSERT`` and a commit; its acknowledgement one ``UPDATE``; the run's final ``UPDATE`` and
+one multi-row ``INSERT`` of its steps share the last commit. See bench/README.md.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 
 from app.crypto import SecretBox
 from app.extensions import db
-from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep
+from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep, VersionStatus
 from app.models._types import utcnow
 from connectors.base import SendResult
 from flows.ports import ClaimedRun, DeliveryRecord, ResolvedConnection
 from flows.results import DeliveryStatus, RunResult, RunStatus
 
 
+class _Lru:
+    """A small thread-safe LRU map (process-local caches of immutable things)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class SqlConnectionResolver:
     def __init__(self, box: SecretBox) -> None:
         self.box = box
+        # Decrypted secrets by ciphertext: a rotated secret is a new ciphertext, so this
+        # can never serve a stale secret; it saves a Fernet decrypt per delivery.
+        self._secrets = _Lru(256)
+        # The last row resolved, kept referenced: the Session's identity map is weak, and
+        # the delivery gate reads the same row's limits right after (``runtime.delivery_gate``
+        # ``limits_for`` → ``session.get``), which then costs no second SELECT.
+        self._last: Connection | None = None
 
     def resolve(self, connection_id: int) -> ResolvedConnection | None:
         row = db.session.get(Connection, connection_id)
+        self._last = row
         if row is None:
             return None
+        secrets = self._secrets.get(row.secrets_encrypted)
+        if secrets is None:
+            secrets = self.box.decrypt(row.secrets_encrypted)
+            self._secrets.put(row.secrets_encrypted, secrets)
         return ResolvedConnection(
             connector_key=row.connector_key,
             config=dict(row.config or {}),
-            secrets=self.box.decrypt(row.secrets_encrypted),
+            secrets=dict(secrets),
         )
+
+
+# Monotonic time of this process's latest claim of each run it holds (claim → finish), so
+# that ``begin`` can skip re-extending a lease that the claim set a moment ago.
+_claimed_at: dict[int, float] = {}
 
 
 class SqlDeliveryLedger:
@@ -47,33 +102,53 @@ class SqlDeliveryLedger:
         row = self._row(run_id, step_id)
         return None if row is None else DeliveryRecord(DeliveryStatus(row.status), row.attempts)
 
-    def begin(self, run_id: int, step_id: str, idempotency_key: str) -> int:
+    def begin(self, run_id: int, step_id: str, idempotency_key: str, *, new: bool = False) -> int:
+        """``new``: the caller knows no row exists (the run's first claim, never replayed),
+        so the row is INSERTed without looking for it first."""
         now = utcnow()
-        row = self._row(run_id, step_id)
-        if row is None:
-            row = Delivery(run_id=run_id, step_id=step_id, idempotency_key=idempotency_key)
-            db.session.add(row)
-        row.attempts = (row.attempts or 0) + 1
-        row.status = DeliveryStatus.SENDING.value
-        row.updated_at = now
-        # A delivery may take up to its timeout: keep the run's lease ahead of it.
-        db.session.execute(
-            update(Run)
-            .where(Run.id == run_id)
-            .values(lease_until=now + timedelta(seconds=self.lease_seconds))
-        )
-        attempts = row.attempts  # read before the commit expires the row (no extra SELECT)
+        if new:
+            db.session.execute(
+                insert(Delivery).values(
+                    run_id=run_id,
+                    step_id=step_id,
+                    idempotency_key=idempotency_key,
+                    attempts=1,
+                    status=DeliveryStatus.SENDING.value,
+                    response_excerpt="",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            attempts = 1
+        else:
+            row = self._row(run_id, step_id)
+            if row is None:
+                row = Delivery(run_id=run_id, step_id=step_id, idempotency_key=idempotency_key)
+                db.session.add(row)
+            row.attempts = (row.attempts or 0) + 1
+            row.status = DeliveryStatus.SENDING.value
+            row.updated_at = now
+            attempts = row.attempts  # read before the commit expires the row (no extra SELECT)
+        # A delivery may take up to its timeout: keep the run's lease ahead of it, unless
+        # this process claimed the run so recently that the claim's lease is still whole.
+        claimed = _claimed_at.get(run_id)
+        if claimed is None or time.monotonic() - claimed > 0.05 * self.lease_seconds:
+            db.session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(lease_until=now + timedelta(seconds=self.lease_seconds))
+            )
         db.session.commit()
         return attempts
 
     def _update(self, run_id: int, step_id: str, **values: object) -> None:
-        # One UPDATE by the natural key: the row exists since ``begin`` committed it.
+        # One UPDATE by the natural key: the row exists since ``begin`` committed it. Not
+        # committed here: the next commit of this run carries it (see the module docstring).
         db.session.execute(
             update(Delivery)
             .where(Delivery.run_id == run_id, Delivery.step_id == step_id)
             .values(updated_at=utcnow(), **values)
         )
-        db.session.commit()
 
     def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None:
         self._update(
@@ -107,47 +182,82 @@ class SqlDeliveryLedger:
 
 
 class SqlRunStore:
+    def __init__(self) -> None:
+        # Definitions by (version id, version updated_at). Versions are immutable once
+        # submitted (app/services/flows.py), and the claim returns the version row's
+        # ``updated_at``, so an id reused after a delete (SQLite rowids, test databases
+        # truncated between tests) or any change to the row misses the cache. Drafts are
+        # never cached.
+        self._definitions = _Lru(128)
+
+    def _definition(self, version_id: int, stamp: object) -> tuple[Any, str | None]:
+        cached = self._definitions.get((version_id, stamp))
+        if cached is not None:
+            return cached
+        row = db.session.execute(
+            select(FlowVersion.definition, FlowVersion.status, Flow.slug)
+            .join(Flow, Flow.id == FlowVersion.flow_id)
+            .where(FlowVersion.id == version_id)
+        ).one()
+        value = (row.definition, row.slug)
+        if row.status != VersionStatus.DRAFT.value and stamp is not None:
+            self._definitions.put((version_id, stamp), value)
+        return value
+
     def claim(self, run_id: int, lease_seconds: float) -> ClaimedRun | None:
+        """One ``UPDATE … RETURNING`` (compare-and-set on status and lease), then commit."""
         now = utcnow()
         claimable = or_(
             Run.status == RunStatus.QUEUED.value,
             and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now),
         )
-        result = db.session.execute(
+        row = db.session.execute(
             update(Run)
             .where(Run.id == run_id, claimable)
             .values(
                 status=RunStatus.RUNNING.value,
                 attempts=Run.attempts + 1,
+                # Taking over an expired lease: its worker crashed or hung (one lost lease,
+                # counted once: the sweep's re-queue counts the others, see app.services.sweep).
+                crash_count=case(
+                    (Run.status == RunStatus.RUNNING.value, Run.crash_count + 1),
+                    else_=Run.crash_count,
+                ),
                 lease_until=now + timedelta(seconds=lease_seconds),
                 started_at=func.coalesce(Run.started_at, now),
             )
-        )
-        db.session.commit()
-        if result.rowcount != 1:
-            return None
-        row = db.session.execute(
-            select(
+            .returning(
                 Run.attempts,
                 Run.payload,
                 Run.received_at,
                 Run.business_key,
-                FlowVersion.definition,
-                Flow.slug,
+                Run.flow_version_id,
+                Run.replays,
+                select(FlowVersion.updated_at)
+                .where(FlowVersion.id == Run.flow_version_id)
+                .scalar_subquery()
+                .label("version_stamp"),
             )
-            .join(FlowVersion, FlowVersion.id == Run.flow_version_id)
-            .join(Flow, Flow.id == Run.flow_id)
-            .where(Run.id == run_id)
-        ).one()
+            .execution_options(synchronize_session=False)
+        ).first()
+        db.session.commit()
+        if row is None:
+            return None
+        if len(_claimed_at) > 10_000:  # runs whose execution raised never reach finish
+            _claimed_at.clear()
+        _claimed_at[run_id] = time.monotonic()
+        definition, slug = self._definition(row.flow_version_id, row.version_stamp)
         age = max(0.0, (now - row.received_at).total_seconds())
         return ClaimedRun(
             run_id,
             row.attempts,
             row.payload,
-            row.definition,
+            definition,
             age,
-            flow=row.slug,
+            flow=slug,
             business_key=row.business_key,
+            # The first claim of a never-replayed run: no delivery or step rows exist yet.
+            first=row.attempts == 1 and not row.replays,
         )
 
     def extend_lease(self, run_id: int, lease_seconds: float) -> None:
@@ -179,23 +289,32 @@ class SqlRunStore:
             )
             .values(**values)
         )
+        _claimed_at.pop(claimed.run_id, None)
         if fenced.rowcount != 1:
-            db.session.rollback()
+            # Lease lost: write nothing of ours, but keep what the destinations answered
+            # (a pending acknowledgement is a fact about the world, not about our lease).
+            db.session.commit()
             return False
-        db.session.execute(delete(RunStep).where(RunStep.run_id == claimed.run_id))
-        db.session.add_all(
-            RunStep(
-                run_id=claimed.run_id,
-                position=position,
-                step_id=step.step_id,
-                status=step.status.value,
-                input=step.input,
-                output=step.output,
-                error=step.error,
-                duration_ms=step.duration_ms,
-                attempt=claimed.attempts,
+        if not claimed.first:
+            db.session.execute(delete(RunStep).where(RunStep.run_id == claimed.run_id))
+        if result.steps:
+            # One multi-row INSERT (no RETURNING of ids) instead of one ORM object per step.
+            db.session.execute(
+                insert(RunStep),
+                [
+                    {
+                        "run_id": claimed.run_id,
+                        "position": position,
+                        "step_id": step.step_id,
+                        "status": step.status.value,
+                        "input": step.input,
+                        "output": step.output,
+                        "error": step.error,
+                        "duration_ms": step.duration_ms,
+                        "attempt": claimed.attempts,
+                    }
+                    for position, step in enumerate(result.steps)
+                ],
             )
-            for position, step in enumerate(result.steps)
-        )
         db.session.commit()
         return True

@@ -51,6 +51,9 @@ def main() -> None:
     configure_logging()  # FLOWGATE_LOG_FORMAT (json by default) and FLOWGATE_LOG_LEVEL
     app = create_app()
     configure_engine(app)
+    # The sandbox children start now, not on the first run's map step (their start-up
+    # would count against that step's time limit).
+    runtime.mapping_evaluator(app).warm_up()
     with app.app_context():
         queue = run_queue(app)
     worker = SimpleWorker([queue], connection=get_redis(app), serializer=JSONSerializer)

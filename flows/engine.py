@@ -3,6 +3,9 @@
 The message travels along the edges from the trigger; a step with several outgoing edges
 fans the message out to each. ``map`` replaces the message, ``filter`` ends its branch when
 false, ``deliver`` sends it through a destination connector and passes it on unchanged.
+``route`` follows the edges of its first (or, in mode "all", every) matching case, else its
+``otherwise`` edge; ``split`` runs the following steps once per item of an array, each item's
+executions recorded and delivered as ``<step id>[<index>]`` so keys stay stable per item.
 
 Deliveries go through the ``DeliveryLedger`` so that a retried or recovered run never
 re-sends what a destination already acknowledged, and every attempt of one delivery carries
@@ -16,13 +19,13 @@ import random
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors.base import ConnectorContext, ConnectorError, Destination, RetryableConnectorError
 from connectors.registry import ConnectorRegistry
 from flows import canonical, mapping
-from flows.definition import TRIGGER_NODE_ID, FlowDefinition, RetryPolicy, Step
+from flows.definition import OTHERWISE, TRIGGER_NODE_ID, FlowDefinition, RetryPolicy, Step
 from flows.ports import Admission, ConnectionResolver, DeliveryGate, DeliveryLedger
 from flows.results import DeliveryStatus, RunResult, RunStatus, StepResult, StepStatus
 from flows.sandbox import InProcessEvaluator, MappingEvaluator
@@ -54,6 +57,9 @@ class _Outcome:
     failures: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     age_seconds: float = 0.0  # since the message was received (for the max age)
+    first_attempt: bool = False  # no delivery of this run recorded yet
+    reached: set[str] = field(default_factory=set)  # deliver steps reached in this walk
+    filtered: list[str] = field(default_factory=list)  # why a route/split ended a branch
 
 
 class FlowRunner:
@@ -90,20 +96,43 @@ class FlowRunner:
         self.egress = egress  # connectors.egress.EgressPolicy for non-HTTP connectors
 
     def run(
-        self, run_id: int, definition: FlowDefinition, payload: Any, *, age_seconds: float = 0.0
+        self,
+        run_id: int,
+        definition: FlowDefinition,
+        payload: Any,
+        *,
+        age_seconds: float = 0.0,
+        first_attempt: bool = False,
     ) -> RunResult:
-        outcome = _Outcome(age_seconds=age_seconds)
-        pending: list[tuple[str, Any]] = [
-            (child, payload) for child in reversed(definition.children(TRIGGER_NODE_ID))
+        """``first_attempt``: the run's first claim, never replayed, so the ledger holds no
+        delivery of it yet and none is looked up."""
+        outcome = _Outcome(age_seconds=age_seconds, first_attempt=first_attempt)
+        # (step id, message, item suffix): below a split each item runs as its own message,
+        # recorded and delivered as ``<step id>[<item index>]``.
+        pending: list[tuple[str, Any, str]] = [
+            (child, payload, "") for child in reversed(definition.children(TRIGGER_NODE_ID))
         ]
         while pending:
-            step_id, message = pending.pop()
+            step_id, message, suffix = pending.pop()
             step = definition.step(step_id)
+            if suffix:
+                step = replace(step, id=step_id + suffix)
             result, passes_on, output = self._run_step(run_id, step, message, outcome)
             outcome.steps.append(result)
-            if passes_on:
+            if not passes_on:
+                continue
+            if step.type == "route":
+                chosen = set(result.output["cases"])
+                for child, case in reversed(definition.branches(step_id)):
+                    if case in chosen:
+                        pending.append((child, output, suffix))
+            elif step.type == "split":
+                for index in reversed(range(len(output))):
+                    for child in reversed(definition.children(step_id)):
+                        pending.append((child, output[index], f"{suffix}[{index}]"))
+            else:
                 for child in reversed(definition.children(step_id)):
-                    pending.append((child, output))
+                    pending.append((child, output, suffix))
         return _fold(outcome)
 
     def _run_step(
@@ -116,6 +145,10 @@ class FlowRunner:
                 result, passes_on, output = self._map(step, message, outcome)
             elif step.type == "filter":
                 result, passes_on, output = self._filter(step, message, outcome)
+            elif step.type == "route":
+                result, passes_on, output = self._route(step, message, outcome)
+            elif step.type == "split":
+                result, passes_on, output = self._split(step, message, outcome)
             else:
                 result, passes_on, output = self._deliver(run_id, step, message, outcome)
         finally:
@@ -139,6 +172,63 @@ class FlowRunner:
             return _failed(step, message, exc.to_dict()), False, None
         status = StepStatus.SUCCEEDED if keep else StepStatus.FILTERED
         return StepResult(step.id, status, message, {"passed": keep}), keep, message
+
+    def _route(self, step: Step, message: Any, outcome: _Outcome) -> tuple[StepResult, bool, Any]:
+        """Output ``{"cases": [...]}``: the branches the message follows (in case order)."""
+        matched: list[str] = []
+        for case in step.cases:
+            try:
+                hit = self.evaluator.evaluate_condition(case.condition, message)
+            except mapping.MappingError as exc:
+                outcome.failures.append(
+                    f"step '{step.id}': condition error in case '{case.name}' "
+                    f"{exc.code}: {exc.message}"
+                )
+                return _failed(step, message, {**exc.to_dict(), "case": case.name}), False, None
+            if hit:
+                matched.append(case.name)
+                if step.mode != "all":
+                    break
+        if not matched and step.otherwise:
+            matched.append(OTHERWISE)
+        if not matched:
+            reason = f"step '{step.id}': no case matched and there is no otherwise branch"
+            outcome.filtered.append(reason)
+            output = {"cases": [], "reason": "no case matched and there is no otherwise branch"}
+            return StepResult(step.id, StepStatus.FILTERED, message, output), False, None
+        return StepResult(step.id, StepStatus.SUCCEEDED, message, {"cases": matched}), True, message
+
+    def _split(self, step: Step, message: Any, outcome: _Outcome) -> tuple[StepResult, bool, Any]:
+        """Output ``{"items": n}``; the items themselves are the inputs of the next steps."""
+        try:
+            value = self.evaluator.evaluate(step.expression or "", message)
+        except mapping.MappingError as exc:
+            outcome.failures.append(f"step '{step.id}': split error {exc.code}: {exc.message}")
+            return _failed(step, message, exc.to_dict()), False, None
+        # JSONata gives a lone value for a one-item sequence and nothing for no match.
+        items = [] if value is None else value if isinstance(value, list) else [value]
+        if len(items) > step.max_items:
+            message_text = (
+                f"the split gives {len(items)} items, more than its limit of {step.max_items}"
+            )
+            outcome.failures.append(f"step '{step.id}': split_too_many_items: {message_text}")
+            error = {
+                "code": "split_too_many_items",
+                "message": message_text,
+                "items": len(items),
+                "max_items": step.max_items,
+            }
+            return _failed(step, message, error), False, None
+        if not items:
+            reason = "the split expression gave no items"
+            outcome.filtered.append(f"step '{step.id}': {reason}")
+            output = {"items": 0, "reason": reason}
+            return StepResult(step.id, StepStatus.FILTERED, message, output), False, None
+        return (
+            StepResult(step.id, StepStatus.SUCCEEDED, message, {"items": len(items)}),
+            True,
+            items,
+        )
 
     def _deliver(
         self, run_id: int, step: Step, message: Any, outcome: _Outcome
@@ -168,7 +258,11 @@ class FlowRunner:
             outcome.delivered += 1
             return StepResult(step.id, StepStatus.SIMULATED, message, message), True, message
         assert self.deliveries is not None, "a real run needs a delivery ledger"
-        previous = self.deliveries.get(run_id, step.id)
+        # On a run's first attempt no record of this delivery exists yet, unless the walk
+        # already reached this step through another edge (fan-in).
+        fresh = outcome.first_attempt and step.id not in outcome.reached
+        outcome.reached.add(step.id)
+        previous = None if fresh else self.deliveries.get(run_id, step.id)
         if previous is not None and previous.status == DeliveryStatus.ACKNOWLEDGED:
             outcome.delivered += 1
             note = {"skipped": "already acknowledged by the destination on an earlier attempt"}
@@ -183,18 +277,19 @@ class FlowRunner:
             # re-queued after its lease without using up one of the delivery's attempts.
             connector, ctx = self._connector_for(step)
         except ConnectorError as exc:
-            attempt = self.deliveries.begin(run_id, step.id, key)
+            attempt = _begin(self.deliveries, run_id, step.id, key, fresh)
             return self._delivery_failed(run_id, step, message, attempt, exc, outcome)
         admission = self._admit(step)
         if admission is not None and not admission.allowed:
             return self._wait(step, message, admission, outcome)
-        attempt = self.deliveries.begin(run_id, step.id, key)
+        attempt = _begin(self.deliveries, run_id, step.id, key, fresh)
         healthy = False
         try:
             sent = connector.send(ctx, message, idempotency_key=key)
             healthy = True
         except ConnectorError as exc:
             healthy = not exc.retryable  # a 4xx is an answer: the destination is up
+            exc = _unless_ambiguous(connector, exc)
             return self._delivery_failed(run_id, step, message, attempt, exc, outcome)
         except Exception as exc:  # a connector bug must cost an attempt, not strand the run
             log.exception("run.connector_crashed run_id=%s step=%s", run_id, step.id)
@@ -256,7 +351,8 @@ class FlowRunner:
             response_code=exc.status_code,
             response_excerpt=exc.response_excerpt,
         )
-        error = {"code": "delivery_failed", "message": exc.message, "attempt": attempt}
+        code = AMBIGUOUS_DELIVERY if isinstance(exc, AmbiguousDelivery) else "delivery_failed"
+        error = {"code": code, "message": exc.message, "attempt": attempt}
         if exc.status_code is not None:
             error["status_code"] = exc.status_code
         log.info(
@@ -270,7 +366,9 @@ class FlowRunner:
         if retry:
             outcome.retry_delays.append(delay)
             return StepResult(step.id, StepStatus.RETRYING, message, None, error), False, None
-        if not exc.retryable:
+        if isinstance(exc, AmbiguousDelivery):
+            why = AMBIGUOUS_DELIVERY
+        elif not exc.retryable:
             why = "permanent error"
         elif too_old:
             why = f"gave up after {attempt} attempts: next retry would pass the max age"
@@ -301,6 +399,36 @@ class FlowRunner:
         return connector, ctx
 
 
+AMBIGUOUS_DELIVERY = "ambiguous_delivery"
+
+
+class AmbiguousDelivery(ConnectorError):
+    """A destination without idempotency failed after the message may have been sent: not
+    retried blindly (it could arrive twice); the run is dead-lettered for the operator."""
+
+
+def _unless_ambiguous(connector: Destination, exc: ConnectorError) -> ConnectorError:
+    """``exc``, or an ``AmbiguousDelivery`` when retrying it could duplicate the message."""
+    if not (exc.retryable and getattr(exc, "ambiguous", False)):
+        return exc  # clear pre-send failures and answered errors keep their verdict
+    if connector.spec.idempotency != "none":
+        return exc  # the key or the upsert makes a repeat harmless
+    return AmbiguousDelivery(
+        f"{exc.message}; not retried: '{connector.spec.key}' is not idempotent and the message"
+        " may already have been delivered; check at the destination, then replay the dead"
+        " letter if it did not arrive",
+        status_code=exc.status_code,
+        response_excerpt=exc.response_excerpt,
+    )
+
+
+def _begin(ledger: DeliveryLedger, run_id: int, step_id: str, key: str, fresh: bool) -> int:
+    # ``new`` only when known fresh, so ledgers without the keyword keep working.
+    if fresh:
+        return ledger.begin(run_id, step_id, key, new=True)
+    return ledger.begin(run_id, step_id, key)
+
+
 def _failed(step: Step, message: Any, error: dict[str, Any]) -> StepResult:
     return StepResult(step.id, StepStatus.FAILED, message, None, error)
 
@@ -313,4 +441,6 @@ def _fold(outcome: _Outcome) -> RunResult:
         return RunResult(RunStatus.DEAD_LETTERED, outcome.steps, "; ".join(outcome.failures))
     if outcome.delivered:
         return RunResult(RunStatus.SUCCEEDED, outcome.steps)
+    if outcome.filtered:
+        return RunResult(RunStatus.FILTERED, outcome.steps, "; ".join(outcome.filtered))
     return RunResult(RunStatus.FILTERED, outcome.steps, "every branch stopped at a filter")

@@ -8,8 +8,10 @@ executes twice at once; the SQL ledger, not RQ, is the truth.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from flows.definition import FlowDefinition
 from flows.engine import FlowRunner
@@ -29,6 +31,24 @@ class RunContext:
 
 
 run_context: ContextVar[RunContext | None] = ContextVar("flowgate_run", default=None)
+
+
+# Parsed definitions by the identity of the stored dict: a store that caches definitions
+# (app.stores.SqlRunStore) hands back the same dict object, so it is parsed once. The dict
+# is kept referenced with its parse, so its id cannot be reused while the entry lives.
+_PARSED: dict[int, tuple[Mapping[str, Any], FlowDefinition]] = {}
+_PARSED_MAX = 128
+
+
+def _parsed(raw: Mapping[str, Any]) -> FlowDefinition:
+    entry = _PARSED.get(id(raw))
+    if entry is not None and entry[0] is raw:
+        return entry[1]
+    definition = FlowDefinition.from_json(raw)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[id(raw)] = (raw, definition)
+    return definition
 
 
 def execute_run(
@@ -52,12 +72,18 @@ def _execute(
     run_context.set(RunContext(run_id, claimed.flow, claimed.business_key))
     log.info("run.started run_id=%s attempt=%s", run_id, claimed.attempts)
     try:
-        definition = FlowDefinition.from_json(claimed.definition)
+        definition = _parsed(claimed.definition)
     except (KeyError, TypeError, ValueError) as exc:
         # Only validated versions go live, so this means a corrupted row: never retry it.
         result = RunResult(RunStatus.DEAD_LETTERED, reason=f"unreadable flow definition: {exc!r}")
     else:
-        result = runner.run(run_id, definition, claimed.payload, age_seconds=claimed.age_seconds)
+        result = runner.run(
+            run_id,
+            definition,
+            claimed.payload,
+            age_seconds=claimed.age_seconds,
+            first_attempt=claimed.first,
+        )
     if not store.finish(claimed, result):
         log.warning("run.lease_lost run_id=%s attempt=%s", run_id, claimed.attempts)
         return None

@@ -37,6 +37,9 @@ class ClaimedRun:
     # For log context only (app.logging_setup): the flow's slug and the run's business key.
     flow: str | None = None
     business_key: str | None = None
+    # True on the first claim of a run never replayed: no delivery or step rows exist yet,
+    # so the engine need not look for earlier deliveries (saves a SELECT per delivery).
+    first: bool = False
 
 
 class ConnectionResolver(Protocol):
@@ -49,10 +52,15 @@ class DeliveryLedger(Protocol):
 
     def get(self, run_id: int, step_id: str) -> DeliveryRecord | None: ...
 
-    def begin(self, run_id: int, step_id: str, idempotency_key: str) -> int:
-        """Record (and commit) an attempt in flight; return its attempt number (1-based)."""
+    def begin(self, run_id: int, step_id: str, idempotency_key: str, *, new: bool = False) -> int:
+        """Record (and commit) an attempt in flight; return its attempt number (1-based).
 
-    def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None: ...
+        ``new``: the caller knows no record exists yet (a run's first claim)."""
+
+    def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None:
+        """Record the destination's acknowledgement. It may be committed with the run's next
+        write rather than at once: until then the attempt reads ``sending``, which is re-sent
+        with the same idempotency key if the worker dies."""
 
     def fail(
         self,

@@ -20,8 +20,10 @@ Every such failure is raised as ``MappingError("resource_limit", ...)``: a hard 
 MemoryError, a dead child, and the library's own limit codes (D1012 timeout, D1011 depth,
 D2014 range too large, F0002 output too large), whose code stays in the message and whose
 position is kept. Every other error keeps its code, message and position (``$sum(`` is
-still S0203 at 5). A child that was killed or ran out of memory is replaced lazily, on the
-next checkout, so the caller (an RQ worker, a web thread) goes on with its next job.
+still S0203 at 5). A child that was killed or ran out of memory is replaced at once, in a
+background thread, so the caller (an RQ worker, a web thread) goes on with its next job and
+that job does not pay the replacement's start-up (about 1 s on a loaded machine) on top of
+its own time limit.
 
 Design: a plain subprocess (``python -I -c ...``) speaking JSON lines over its stdin and
 stdout, rather than ``multiprocessing``:
@@ -49,7 +51,9 @@ so for inputs of several MB the parent's kill can come before the child's own D1
 Threads: a pool of ``pool_size`` children (2 by default), each checked out by one thread
 for one evaluation. A hostile evaluation holds only its own child, for at most its
 deadline; a thread that finds every child busy waits for the first one back. Children are
-started on first use, never at import, and killed by ``close()`` or at interpreter exit.
+started on first use, never at import (the first checkout starts one and the rest of the
+pool in the background; ``warm_up()`` starts them all), and killed by ``close()`` or at
+interpreter exit.
 """
 
 from __future__ import annotations
@@ -392,7 +396,14 @@ def _child_environment() -> dict[str, str]:
 
 
 class _Pool:
-    """At most ``size`` children; each is used by one thread at a time."""
+    """At most ``size`` children; each is used by one thread at a time.
+
+    Kept warm: the first checkout starts the rest of the pool in the background, and a child
+    that is killed or dies in use is replaced in the background at once, so the next
+    evaluation does not pay a child's start-up (about 150 ms idle, 1 s on a loaded machine)
+    on top of its own time limit. A checkout that finds no idle child waits for one being
+    started rather than starting another.
+    """
 
     def __init__(self, config: dict[str, Any], size: int) -> None:
         self.config = config
@@ -400,6 +411,7 @@ class _Pool:
         self.cond = threading.Condition()
         self.idle: list[_Child] = []
         self.count = 0  # children started or starting, idle or checked out
+        self.starting = 0  # of which being started in the background
         self.closed = False
         self.pid = os.getpid()
 
@@ -415,17 +427,23 @@ class _Pool:
                         return child
                     self.count -= 1
                     child.kill()
+                if self.starting:
+                    self.cond.wait()  # one is on its way: sooner than starting another
+                    continue
                 if self.count < self.size:
                     self.count += 1
                     break
                 self.cond.wait()
         try:
-            return _Child(self.config)  # start outside the lock: it takes ~150 ms
+            child = _Child(self.config)  # start outside the lock: it takes ~150 ms
         except BaseException:
             with self.cond:
                 self.count -= 1
                 self.cond.notify()
             raise
+        with self.cond:
+            self._start_in_background(self.size - self.count)  # the rest of the pool
+        return child
 
     def checkin(self, child: _Child, healthy: bool) -> None:
         with self.cond:
@@ -435,8 +453,46 @@ class _Pool:
                 return
             if self.pid == os.getpid():
                 self.count -= 1
+                self._start_in_background(1)  # its replacement, now rather than on demand
             self.cond.notify()
         child.kill()
+
+    def _start_in_background(self, n: int) -> None:
+        """Start up to ``n`` children in daemon threads (called with the lock held)."""
+        if self.closed or self.pid != os.getpid():
+            return
+        for _ in range(max(0, min(n, self.size - self.count))):
+            self.count += 1
+            self.starting += 1
+            threading.Thread(target=self._start_one, name="sandbox-start", daemon=True).start()
+
+    def _start_one(self) -> None:
+        try:
+            child: _Child | None = _Child(self.config)
+        except BaseException as exc:  # not retried here: the next checkout starts one
+            log.warning("mapping.sandbox_start_failed %s", exc)
+            child = None
+        with self.cond:
+            self.starting -= 1
+            if child is not None and not self.closed and self.pid == os.getpid():
+                self.idle.insert(0, child)  # the least recently used end
+                child = None
+            else:
+                self.count -= 1
+            self.cond.notify_all()
+        if child is not None:  # the pool was closed meanwhile
+            child.kill()
+
+    def wait_warm(self, timeout_s: float) -> bool:
+        """Wait until no child is being started; True when that happened in time."""
+        deadline = time.monotonic() + timeout_s
+        with self.cond:
+            while self.starting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.cond.wait(remaining)
+            return True
 
     def fill(self) -> None:
         started = [self.checkout() for _ in range(self.size)]
@@ -463,6 +519,7 @@ class _Pool:
                         pipe.close()
             self.idle = []
             self.count = 0
+            self.starting = 0
             self.pid = os.getpid()
 
 

@@ -37,7 +37,11 @@ class Run(db.Model):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     business_key: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # claims (fencing token), not failures
+    # Leases lost (the worker was killed or hung), counted by the sweep and by a claim that
+    # takes over an expired lease: the crash budget (FLOWGATE_MAX_RUN_ATTEMPTS). Waiting on
+    # an open breaker re-claims a run often and counts only in ``attempts``.
+    crash_count: Mapped[int] = mapped_column(default=0, server_default="0")
     reason: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     enqueued_at: Mapped[datetime | None]
@@ -50,6 +54,8 @@ class Run(db.Model):
     replays: Mapped[int] = mapped_column(default=0, server_default="0")
     replayed_at: Mapped[datetime | None]
     original_version_id: Mapped[int | None]
+    # Set by retention (app.services.retention) when payload and step I/O were pruned.
+    pruned_at: Mapped[datetime | None]
 
     flow: Mapped[Flow] = relationship()
     version: Mapped[FlowVersion] = relationship()

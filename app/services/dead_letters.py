@@ -34,7 +34,7 @@ from app.models._types import utcnow
 from app.queues import enqueue_runs
 from app.services import audit
 from app.stores import SqlConnectionResolver
-from flows.definition import FlowDefinition
+from flows.definition import FlowDefinition, base_step_id
 from flows.engine import FlowRunner, idempotency_key
 from flows.results import DeliveryStatus, RunStatus, StepStatus
 
@@ -263,11 +263,12 @@ def _preview(
         if step_result.status != StepStatus.SIMULATED:
             continue
         step = definition.step(step_result.step_id)
-        previous = ledger.get(step.id)
+        recorded = step_result.step_id  # ``to_erp[2]``: one item of a split, its own delivery
+        previous = ledger.get(recorded)
         acknowledged = previous is not None and previous.status == DeliveryStatus.ACKNOWLEDGED
         destinations.append(
             {
-                "step_id": step.id,
+                "step_id": recorded,
                 "connector": step.connector,
                 "connection_id": step.connection_id,
                 "connection_name": connections.get(step.connection_id or 0),
@@ -276,7 +277,7 @@ def _preview(
                 "idempotency_key": (
                     previous.idempotency_key
                     if previous is not None
-                    else idempotency_key(runner.key_prefix, run.id, step.id)
+                    else idempotency_key(runner.key_prefix, run.id, recorded)
                 ),
                 "message": None if acknowledged else step_result.output,
             }
@@ -305,16 +306,17 @@ def _run_ref(run: Run, version: FlowVersion) -> dict[str, Any]:
 
 def _plan(run: Run, version: FlowVersion) -> dict[str, Any]:
     """Everything one replay needs, read before the first commit expires the ORM objects."""
+    delivers = [
+        s["id"] for s in (version.definition or {}).get("steps", []) if s.get("type") == "deliver"
+    ]
+    # Below a split every item has its own delivery row (``send_wms[2]``).
+    items = [d.step_id for d in run.deliveries if base_step_id(d.step_id) in set(delivers)]
     return {
         "ref": _run_ref(run, version),
         "original_id": run.original_version_id or run.flow_version_id,
         "version_id": version.id,
         "previous_reason": run.reason,
-        "destinations": [
-            s["id"]
-            for s in (version.definition or {}).get("steps", [])
-            if s.get("type") == "deliver"
-        ],
+        "destinations": list(dict.fromkeys(delivers + items)),
     }
 
 
@@ -338,6 +340,10 @@ def _replay_one(plan: dict[str, Any], choice: str, actor: User, batch: str, now:
             ),
             replays=Run.replays + 1,
             replayed_at=now,
+            # A fresh crash budget too: the sweep dead-letters a run whose lost leases
+            # reached FLOWGATE_MAX_RUN_ATTEMPTS, which a replayed run may already have used up.
+            attempts=0,
+            crash_count=0,
         )
         .execution_options(synchronize_session=False)
     )

@@ -22,9 +22,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app import runtime
 from app.errors import Invalid, NotFound, ServiceError, Unavailable
 from app.extensions import db
-from app.models import Connection, Flow, FlowVersion, Run, VersionStatus
+from app.models import Connection, Flow, FlowVersion, Run, RunKey, VersionStatus
 from app.models._types import utcnow
 from app.queues import enqueue_runs
+from app.services import search_keys
 from connectors.base import ConnectorContext, ConnectorError, InboundRequest
 from connectors.webhook import SignatureError, WebhookTrigger
 from flows import mapping
@@ -139,15 +140,55 @@ def _has_lone_surrogate(payload: Any) -> bool:
     return False
 
 
-def _live_version(slug: str) -> tuple[Flow, FlowVersion]:
+@dataclass(frozen=True)
+class _LiveFlow:
+    id: int
+    slug: str
+
+
+@dataclass(frozen=True)
+class _LiveVersion:
+    id: int
+    definition: dict[str, Any]
+
+
+_LIVE_CACHE_SECONDS = 5.0
+_STALE_RETRIES = 5
+
+
+class _StaleVersion(Exception):
+    """The cached live version is no longer live (a successor was approved, or it is gone)."""
+
+
+def _live_version(slug: str, *, fresh: bool = False) -> tuple[_LiveFlow, _LiveVersion]:
+    """The flow and its live version, cached per process for a few seconds.
+
+    The cache only saves the lookup: ``record_run`` re-checks in its own transaction that
+    the version is still live (one primary-key read), so a retired version never gets a
+    new run after its successor's approval committed; a stale entry is dropped and looked
+    up again. The short expiry only bounds how long a renamed slug keeps answering.
+    """
+    cache = current_app.extensions.setdefault("flowgate.live_versions", {})
+    now = time.monotonic()
+    entry = None if fresh else cache.get(slug)
+    if entry is not None and entry[0] > now:
+        return entry[1], entry[2]
     row = db.session.execute(
-        select(Flow, FlowVersion)
+        select(Flow.id, FlowVersion.id.label("version_id"), FlowVersion.definition)
         .join(FlowVersion, FlowVersion.flow_id == Flow.id)
         .where(Flow.slug == slug, FlowVersion.status == VersionStatus.LIVE.value)
     ).first()
     if row is None:
+        cache.pop(slug, None)
         raise NotFound(f"no live flow at /hooks/{slug}")
-    return row[0], row[1]
+    flow, version = _LiveFlow(row.id, slug), _LiveVersion(row.version_id, row.definition)
+    cache[slug] = (now + _LIVE_CACHE_SECONDS, flow, version)
+    return flow, version
+
+
+def forget_live_version(slug: str) -> None:
+    """Drop a cached live version (tests; the cache also heals itself, see above)."""
+    current_app.extensions.get("flowgate.live_versions", {}).pop(slug, None)
 
 
 class TooManyRequests(ServiceError):
@@ -255,7 +296,32 @@ def _verify(
 def _accept(
     slug: str, headers: Mapping[str, str], body: bytes, content_type: str | None
 ) -> Accepted:
-    flow, version = _live_version(slug)
+    try:
+        return _accept_on(_live_version(slug), slug, headers, body, content_type)
+    except _StaleVersion:
+        db.session.rollback()
+    # The live version changed under us: look it up again. A burst of rollbacks can retire
+    # the fresh one too, so try a few times before asking the sender to retry.
+    for attempt in range(_STALE_RETRIES):
+        try:
+            return _accept_on(_live_version(slug, fresh=True), slug, headers, body, content_type)
+        except _StaleVersion as exc:
+            db.session.rollback()
+            if attempt == _STALE_RETRIES - 1:
+                raise Unavailable(
+                    "the flow's live version just changed; retry", retry_after=1
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def _accept_on(
+    live: tuple[_LiveFlow, _LiveVersion],
+    slug: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    content_type: str | None,
+) -> Accepted:
+    flow, version = live
     trigger = version.definition.get("trigger") or {}
     if trigger.get("type") != "webhook":
         raise NotFound(f"flow '{slug}' is not triggered by a webhook")
@@ -296,23 +362,28 @@ def _accept(
         message=message,
         payload_hash=hashlib.sha256(body).hexdigest(),
         event_id=event_id,
+        check_live=True,
     )
 
 
 def record_run(
-    flow: Flow,
-    version: FlowVersion,
+    flow: Flow | _LiveFlow,
+    version: FlowVersion | _LiveVersion,
     *,
     trigger_kind: str,
     message: Any,
     payload_hash: str | None = None,
     event_id: str | None = None,
+    check_live: bool = False,
 ) -> Accepted:
     """Record one accepted message as a queued Run, commit, then enqueue its id.
 
     Every trigger (webhook, schedule, poll, event, manual) goes through here, so the ledger
     rules hold for all of them: committed before acknowledged, deduplicated by the event id
     (a unique constraint), enqueued after the commit (the sweep covers a lost enqueue).
+
+    ``check_live``: the version came from a cache; check in this transaction that it is
+    still live, else raise ``_StaleVersion`` with nothing written.
     """
     config = (version.definition.get("trigger") or {}).get("config") or {}
     if payload_hash is None:
@@ -329,13 +400,21 @@ def record_run(
         status=RunStatus.QUEUED.value,
         enqueued_at=utcnow(),
     )
+    run.search_keys = [RunKey(value=v) for v in search_keys.extract(message, run.business_key)]
+    if check_live:
+        status = db.session.execute(
+            select(FlowVersion.status).where(FlowVersion.id == version.id)
+        ).scalar_one_or_none()
+        if status != VersionStatus.LIVE.value:
+            raise _StaleVersion(version.id)
     db.session.add(run)
     try:
+        db.session.flush()
+        run_id = run.id  # known after the INSERT; read before the commit expires it
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return _duplicate(flow.id, event_id, payload_hash)
-    run_id = run.id
     try:
         enqueue_runs(current_app._get_current_object(), [run_id])
     except Exception:  # Redis down: the run is committed; the sweep will enqueue it

@@ -5,6 +5,11 @@
 - a ``queued`` run with no live RQ job (crash between commit and enqueue, Redis flushed)
   is enqueued again;
 - a run that has stopped its worker FLOWGATE_MAX_RUN_ATTEMPTS times is dead-lettered.
+
+The crash budget is ``Run.crash_count``, the leases lost (counted here when an expired lease
+is re-queued, and by a claim that takes one over), not ``Run.attempts``: that counts claims,
+and a run waiting on an open circuit breaker is re-claimed at every cool-down without ever
+harming a worker.
 Enqueueing a run twice is harmless: the SQL claim lets only one worker execute it.
 """
 
@@ -29,13 +34,13 @@ _ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DE
 BATCH = 500
 
 
-def _requeue(where: object) -> list[int]:
+def _requeue(where: object, **values: object) -> list[int]:
     ids = list(db.session.execute(select(Run.id).where(where).limit(BATCH)).scalars())
     if ids:
         db.session.execute(
             update(Run)
             .where(Run.id.in_(ids), where)
-            .values(status=RunStatus.QUEUED.value, lease_until=None, enqueued_at=utcnow())
+            .values(status=RunStatus.QUEUED.value, lease_until=None, enqueued_at=utcnow(), **values)
         )
     return ids
 
@@ -54,15 +59,20 @@ def _job_alive(app: Flask, run_id: int) -> bool:
 
 
 def _give_up_on_crashing_runs(now: object, max_attempts: int) -> int:
-    """A run that kills or hangs its worker every time must end, visibly, not loop forever."""
+    """A run that kills or hangs its worker every time must end, visibly, not loop forever.
+
+    The expired lease at hand is one more lost lease: give up when it is the last of the
+    budget (claims spent waiting on an open breaker do not count, see the module docstring).
+    """
     result = db.session.execute(
         update(Run)
         .where(
             Run.status == RunStatus.RUNNING.value,
             Run.lease_until < now,
-            Run.attempts >= max_attempts,
+            Run.crash_count + 1 >= max_attempts,
         )
         .values(
+            crash_count=Run.crash_count + 1,
             status=RunStatus.DEAD_LETTERED.value,
             lease_until=None,
             finished_at=now,
@@ -75,7 +85,10 @@ def _give_up_on_crashing_runs(now: object, max_attempts: int) -> int:
 def sweep(app: Flask) -> dict[str, int]:
     now = utcnow()
     crashed = _give_up_on_crashing_runs(now, app.config["FLOWGATE_MAX_RUN_ATTEMPTS"])
-    expired = _requeue(and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now))
+    expired = _requeue(
+        and_(Run.status == RunStatus.RUNNING.value, Run.lease_until < now),
+        crash_count=Run.crash_count + 1,
+    )
     due = _requeue(and_(Run.status == RunStatus.RETRYING.value, Run.next_attempt_at <= now))
     stale_before = now - timedelta(seconds=app.config["FLOWGATE_REQUEUE_AFTER_SECONDS"])
     stale_candidates = list(

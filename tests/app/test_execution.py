@@ -11,6 +11,7 @@ from app.models import Delivery, Run
 from app.models._types import utcnow
 from app.services.sweep import sweep
 from tests.app.test_walking_skeleton import ORDER, definition, live_flow
+from tests.support.contracts import complete_contract
 from tests.support.sink import Answer
 
 
@@ -188,7 +189,7 @@ def test_fan_out_delivers_to_each_destination_with_its_own_key(client, make_user
         f"/api/v1/flows/{flow_id}/draft", json={"definition": doc}, headers=analyst_h
     ).get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
-    client.post(f"{base}/submit", headers=analyst_h)
+    client.post(f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     assert client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"]).status_code == 200
     run_id = post_order(client, ctx)
     run_worker()
@@ -210,7 +211,7 @@ def test_mapping_error_at_run_time_dead_letters_with_the_code(client, make_user,
         f"/api/v1/flows/{flow_id}/draft", json={"definition": doc}, headers=analyst_h
     ).get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
-    client.post(f"{base}/submit", headers=analyst_h)
+    client.post(f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h)
     client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"])
     run_id = post_order(client, ctx, dict(ORDER, note="not a number"))
     run_worker()
@@ -222,19 +223,81 @@ def test_mapping_error_at_run_time_dead_letters_with_the_code(client, make_user,
     assert db.session.execute(select(Delivery)).first() is None
 
 
+def _lose_lease(run_id: int) -> None:
+    """What a worker killed (or hung) while holding the run leaves behind."""
+    db.session.execute(
+        update(Run).where(Run.id == run_id).values(lease_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+
 def test_run_that_keeps_killing_its_worker_is_dead_lettered(client, make_user, sink, app):
+    """Each lost lease counts once, whether the sweep re-queues the run or a worker's claim
+    takes the expired lease over; the one that reaches the budget dead-letters the run."""
+    from app.stores import SqlRunStore
+
     ctx = live_flow(client, make_user, sink)
     run_id = post_order(client, ctx)
     app.config["FLOWGATE_MAX_RUN_ATTEMPTS"] = 3
-    db.session.execute(
-        update(Run)
-        .where(Run.id == run_id)
-        .values(status="running", attempts=3, lease_until=utcnow() - timedelta(seconds=1))
-    )
-    db.session.commit()
+    store = SqlRunStore()
+    assert store.claim(run_id, 60) is not None  # worker 1 claims it, then is killed
+    _lose_lease(run_id)
+    assert sweep(app)["gave_up"] == 0
+    run = run_row(run_id)
+    assert (run.status, run.crash_count, run.attempts) == ("queued", 1, 1)
+    assert store.claim(run_id, 60) is not None  # worker 2 claims it, then is killed
+    _lose_lease(run_id)
+    assert store.claim(run_id, 60) is not None  # worker 3 takes the expired lease over
+    run = run_row(run_id)
+    assert (run.status, run.crash_count, run.attempts) == ("running", 2, 3)
+    _lose_lease(run_id)  # ... and is killed too: the third lost lease
     assert sweep(app)["gave_up"] == 1
     run = run_row(run_id)
     assert run.status == "dead_lettered" and "3 times" in run.reason
+    assert run.crash_count == 3 and run.lease_until is None
+
+
+def test_waiting_on_an_open_breaker_does_not_use_up_the_crash_budget(
+    client, make_user, sink, run_worker, app
+):
+    """A run re-claimed 30 times while its destination's breaker is open has harmed no
+    worker: a later lost lease is its first, so the sweep re-queues it (issue #5: after a
+    long outage one crash could dead-letter a run that never crashed a worker)."""
+    app.config["FLOWGATE_MAX_RUN_ATTEMPTS"] = 3
+    app.config["FLOWGATE_BREAKER_THRESHOLD"] = 1
+    app.config["FLOWGATE_BREAKER_COOLDOWN_SECONDS"] = 3600
+    app.extensions.pop("flowgate.gate", None)
+    from app.worker import configure_engine
+
+    configure_engine(app)  # rebuild the worker's gate with these settings
+    ctx = live_flow(client, make_user, sink)
+    sink.default = Answer(status=503)
+    post_order(client, ctx, dict(ORDER, order_number=1))
+    run_worker()  # its failure opens the breaker
+    waiting = post_order(client, ctx, dict(ORDER, order_number=2))
+    run_worker()
+    requests_before = len(sink.requests)
+    for _ in range(30):
+        make_due(waiting)
+        counts = sweep(app)
+        assert counts["due_retries"] >= 1 and counts["gave_up"] == 0
+        run_worker()
+        run = run_row(waiting)
+        assert run.status == "retrying" and "breaker" in run.reason
+    assert len(sink.requests) == requests_before  # the breaker held: nothing was sent
+    run = run_row(waiting)
+    assert run.attempts == 31 and run.crash_count == 0 and not run.deliveries
+    # Now its worker is killed while it holds the run: one lost lease, far from the budget.
+    db.session.execute(
+        update(Run)
+        .where(Run.id == waiting)
+        .values(status="running", lease_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+    counts = sweep(app)
+    assert counts["gave_up"] == 0 and counts["expired_leases"] == 1
+    run = run_row(waiting)
+    assert run.status == "queued" and run.crash_count == 1
 
 
 def test_connector_crash_costs_an_attempt_not_the_run(

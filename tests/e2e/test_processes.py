@@ -24,6 +24,7 @@ import psutil
 import pytest
 import requests
 
+from tests.support.contracts import complete_contract
 from tests.support.processes import (
     PYTHON,
     ROOT,
@@ -126,7 +127,8 @@ def live_flow(app: Any, make_user: Any, sink: Any) -> str:
     )
     assert r.status_code == 200, r.get_json()
     base = f"/api/v1/flows/{flow['id']}/versions/{r.get_json()['version']}"
-    assert client.post(f"{base}/submit", headers=analyst).status_code == 200
+    contract = {"contract": complete_contract()}
+    assert client.post(f"{base}/submit", json=contract, headers=analyst).status_code == 200
     r = client.post(f"{base}/approve", json={"comment": "e2e"}, headers=owner)
     assert r.status_code == 200, r.get_json()
     return flow["slug"]

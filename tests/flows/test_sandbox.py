@@ -205,10 +205,73 @@ def test_hard_kill_replaces_the_child(fast):
     assert "hard time limit" in error.message
     assert elapsed < fast.hard_timeout_s + 0.5
     _assert_healthy(fast)
+    assert fast._pool.wait_warm(sandbox.STARTUP_TIMEOUT_S)
     after = {child.pid for child in fast._pool.idle}
     assert after - before, "a fresh child should have been started"
     for pid in before - after:
         _assert_gone(pid)
+
+
+def _running_children(marker: str) -> set[int]:
+    """Live (not zombie) sandbox children of this process whose command line has ``marker``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[-1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[0] not in "ZX" and int(fields[1]) == os.getpid() and marker.encode() in cmdline:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_after_a_kill_the_replacement_starts_at_once_not_on_the_next_evaluation():
+    """A killed child's start-up must not be billed to the next evaluation (issue #5: a
+    hostile step took 2.1 s because the replacement started only when it was checked out)."""
+    marker = '"timeout_ms": 213'  # this evaluator's children, by their command line
+    evaluator = SandboxedEvaluator(Limits(timeout_ms=213), pool_size=1, grace_ms=100)
+    try:
+        evaluator.evaluate("1", None)
+        [first] = evaluator._pool.idle
+        error, _ = _timed_error(evaluator, REGEX)
+        assert "hard time limit" in error.message
+        killed_at = time.monotonic()
+        # No evaluation since the kill: the replacement is started by the pool itself.
+        assert evaluator._pool.wait_warm(sandbox.STARTUP_TIMEOUT_S)
+        ready_after = time.monotonic() - killed_at
+        [replacement] = evaluator._pool.idle
+        assert replacement.pid != first.pid and replacement.alive()
+        _assert_gone(first.pid)
+        assert _running_children(marker) == {replacement.pid}
+        started = time.monotonic()
+        assert evaluator.evaluate("1 + 1", None) == 2
+        next_evaluation = time.monotonic() - started
+        # The next evaluation takes the ready child: well under a child's start-up.
+        assert next_evaluation < 0.1, (next_evaluation, ready_after)
+        assert [child.pid for child in evaluator._pool.idle] == [replacement.pid]
+    finally:
+        evaluator.close()
+    _assert_gone(replacement.pid)
+    assert _running_children(marker) == set()
+
+
+def test_first_use_warms_the_rest_of_the_pool_and_close_during_a_start_leaks_nothing():
+    marker = '"timeout_ms": 214'
+    evaluator = SandboxedEvaluator(Limits(timeout_ms=214), pool_size=3, grace_ms=100)
+    assert evaluator.evaluate("1", None) == 1
+    assert evaluator._pool.wait_warm(sandbox.STARTUP_TIMEOUT_S)
+    assert len(evaluator._pool.idle) == 3 and evaluator._pool.count == 3
+    assert len(_running_children(marker)) == 3
+    with pytest.raises(MappingError):
+        evaluator.evaluate(REGEX, None)
+    evaluator.close()  # while the replacement is (most likely) still starting
+    assert evaluator._pool.wait_warm(sandbox.STARTUP_TIMEOUT_S)
+    deadline = time.monotonic() + 2
+    while _running_children(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _running_children(marker) == set()
+    assert evaluator._pool.count == 0
 
 
 def test_filter_condition_is_bounded_too(fast):

@@ -1,0 +1,197 @@
+"""The fast paths keep the ledger's guarantees (issue #5, bench/README.md).
+
+* intake caches the live version per slug, yet a retired version never gets a run once its
+  successor's approval committed;
+* the claim is one UPDATE … RETURNING and stays a compare-and-set between workers, and a
+  worker whose lease was taken over writes nothing of its own at finish, while what the
+  destination acknowledged is still committed;
+* a run's first attempt writes its delivery and steps without looking for earlier ones,
+  later attempts (retries, replays) still find them;
+* each path issues the SQL it is meant to (counted with SQLAlchemy events).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import event, select, update
+
+from app.extensions import db
+from app.models import Delivery, Run, RunStep
+from app.models._types import utcnow
+from app.stores import SqlDeliveryLedger, SqlRunStore
+from connectors.base import SendResult
+from flows.results import DeliveryStatus, RunResult, RunStatus, StepResult, StepStatus
+from tests.app.test_execution import make_due, post_order, run_row
+from tests.app.test_walking_skeleton import ORDER, definition, live_flow
+from tests.support.contracts import complete_contract
+
+
+def _approve_successor(client, ctx, mapping: str) -> int:
+    analyst_h = ctx["headers"]
+    connection_id = client.get("/api/v1/connections", headers=analyst_h).get_json()["items"][0][
+        "id"
+    ]
+    doc = definition(connection_id)
+    doc["steps"][1]["expression"] = mapping
+    flow_id = ctx["flow"]["id"]
+    r = client.put(f"/api/v1/flows/{flow_id}/draft", json={"definition": doc}, headers=analyst_h)
+    assert r.status_code == 200, r.get_json()
+    number = r.get_json()["version"]
+    base = f"/api/v1/flows/{flow_id}/versions/{number}"
+    r = client.post(f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h)
+    assert r.status_code == 200, r.get_json()
+    r = client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"])
+    assert r.status_code == 200, r.get_json()
+    return number
+
+
+def test_a_retired_version_never_runs_after_its_successor_is_approved(
+    client, make_user, sink, run_worker
+):
+    ctx = live_flow(client, make_user, sink)
+    first = post_order(client, ctx)  # caches version 1 for this slug
+    v1 = run_row(first).flow_version_id
+    _approve_successor(client, ctx, "{'orderRef': 'V2-' & $string(order_number)}")
+    second = post_order(client, ctx)  # the cache still names version 1: it must not be used
+    v2 = run_row(second).flow_version_id
+    assert v2 != v1
+    run_worker()
+    assert run_row(first).status == run_row(second).status == "succeeded"
+    bodies = {r.json().get("orderRef", "")[:3] for r in sink.requests}
+    assert bodies == {"WEB", "V2-"}  # the first run was accepted under v1, the second v2
+    # And the cache now holds version 2: a third message goes to v2 as well.
+    third = post_order(client, ctx)
+    assert run_row(third).flow_version_id == v2
+
+
+def test_a_removed_flow_stops_answering_even_when_cached(client, make_user, sink, app):
+    ctx = live_flow(client, make_user, sink)
+    post_order(client, ctx)
+    from app.models import FlowVersion
+
+    db.session.execute(update(FlowVersion).values(status="retired"))
+    db.session.commit()
+    r = client.post(f"/hooks/{ctx['flow']['slug']}", json=ORDER)
+    assert r.status_code == 404
+    assert len(db.session.execute(select(Run.id)).scalars().all()) == 1
+
+
+def _claimed_run(client, make_user, sink) -> int:
+    ctx = live_flow(client, make_user, sink)
+    return post_order(client, ctx)
+
+
+def test_claim_is_a_compare_and_set_between_two_workers(client, make_user, sink, app):
+    run_id = _claimed_run(client, make_user, sink)
+    a, b = SqlRunStore(), SqlRunStore()
+    claimed = a.claim(run_id, lease_seconds=60)
+    assert claimed is not None and claimed.attempts == 1 and claimed.first
+    assert claimed.definition["steps"][0]["id"] == "only_paid"
+    db.session.remove()
+    assert b.claim(run_id, lease_seconds=60) is None  # A holds a live lease
+    # A's lease runs out (worker stalled): B takes over with the next attempt number.
+    db.session.execute(
+        update(Run).where(Run.id == run_id).values(lease_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+    taken = b.claim(run_id, lease_seconds=60)
+    assert taken is not None and taken.attempts == 2 and not taken.first
+    # A's late finish is fenced off and writes nothing; B's stands.
+    late = RunResult(RunStatus.SUCCEEDED, [StepResult("only_paid", StepStatus.SUCCEEDED)])
+    assert a.finish(claimed, late) is False
+    db.session.remove()
+    assert run_row(run_id).status == "running" and run_row(run_id).attempts == 2
+    assert db.session.execute(select(RunStep)).first() is None
+    done = RunResult(RunStatus.SUCCEEDED, [StepResult("only_paid", StepStatus.SUCCEEDED)])
+    assert b.finish(taken, done) is True
+    run = run_row(run_id)
+    assert run.status == "succeeded" and [s.attempt for s in run.steps] == [2]
+
+
+def test_a_fenced_worker_still_commits_what_the_destination_acknowledged(
+    client, make_user, sink, app
+):
+    run_id = _claimed_run(client, make_user, sink)
+    store, ledger = SqlRunStore(), SqlDeliveryLedger(lease_seconds=60)
+    claimed = store.claim(run_id, lease_seconds=60)
+    assert ledger.begin(run_id, "send_oms", "key-1", new=True) == 1
+    # While the request is out, the lease is lost to another worker.
+    other = db.engine.connect()
+    other.execute(update(Run).where(Run.id == run_id).values(attempts=Run.attempts + 1))
+    other.commit()
+    other.close()
+    ledger.acknowledge(run_id, "send_oms", SendResult(201, "ok"))  # pending, not committed
+    result = RunResult(RunStatus.SUCCEEDED, [StepResult("send_oms", StepStatus.SUCCEEDED)])
+    assert store.finish(claimed, result) is False
+    db.session.remove()
+    delivery = db.session.execute(select(Delivery)).scalar_one()
+    assert delivery.status == DeliveryStatus.ACKNOWLEDGED.value and delivery.attempts == 1
+    assert db.session.execute(select(RunStep)).first() is None  # nothing of the run's own
+
+
+def test_a_retried_run_finds_its_delivery_and_keeps_one_key(
+    client, make_user, sink, run_worker, app
+):
+    from app.services.sweep import sweep
+    from tests.support.sink import Answer
+
+    ctx = live_flow(client, make_user, sink)
+    sink.scripted = [Answer(status=503, headers={"Retry-After": "0"}), Answer(status=201)]
+    run_id = post_order(client, ctx)
+    run_worker()
+    assert run_row(run_id).status == "retrying"
+    make_due(run_id)
+    sweep(app)
+    run_worker()
+    run = run_row(run_id)
+    assert run.status == "succeeded" and run.attempts == 2
+    assert [d.attempts for d in run.deliveries] == [2]  # the same row, not a second one
+    assert len({r.headers["Idempotency-Key"] for r in sink.requests}) == 1
+    assert [(s.step_id, s.attempt) for s in run.steps] == [
+        ("only_paid", 2),
+        ("to_oms_order", 2),
+        ("send_oms", 2),
+    ]
+
+
+def _count_sql(engine):
+    counts: Counter[str] = Counter()
+
+    def on_statement(conn, cursor, statement, params, context, executemany):
+        counts[statement.split(None, 1)[0].upper()] += 1
+
+    def on_commit(conn):
+        counts["COMMIT"] += 1
+
+    event.listen(engine, "before_cursor_execute", on_statement)
+    event.listen(engine, "commit", on_commit)
+
+    def stop() -> Counter[str]:
+        event.remove(engine, "before_cursor_execute", on_statement)
+        event.remove(engine, "commit", on_commit)
+        return counts
+
+    return stop
+
+
+def test_intake_and_worker_issue_the_expected_sql(client, make_user, sink, run_worker, app):
+    """Regression guard for the statement budget measured in bench/README.md."""
+    ctx = live_flow(client, make_user, sink)
+    post_order(client, ctx)  # warms the live-version cache and the backlog count
+    run_worker()
+    stop = _count_sql(db.engine)
+    post_order(client, ctx, dict(ORDER, order_number=4242))
+    intake = stop()
+    # The live check, the run and its search keys; one commit; no re-read of the run.
+    assert intake["COMMIT"] == 1
+    assert intake["SELECT"] == 1 and intake["INSERT"] == 2
+    stop = _count_sql(db.engine)
+    run_worker()
+    worker = stop()
+    # Claim (UPDATE … RETURNING), connection, delivery INSERT + ack UPDATE, run UPDATE,
+    # steps INSERT: three commits (claim, before the send, final).
+    assert worker["COMMIT"] == 3
+    assert worker["UPDATE"] == 3 and worker["INSERT"] == 2 and worker["SELECT"] <= 1
+    assert len(sink.requests) == 2
