@@ -7,6 +7,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.cli_secrets import secrets_cli
 from app.errors import ServiceError
 
 users_cli = AppGroup("users", help="Manage users and API tokens.")
@@ -114,8 +115,27 @@ def sweep_command() -> None:
     click.echo(sweep(current_app._get_current_object()))
 
 
+@click.command("demo-oms")
+@click.argument("state", type=click.Choice(["down", "up", "status"]))
+def demo_oms_command(state: str) -> None:
+    """Stop (down) or restart (up) the built-in demo OMS: while down it answers 503."""
+    from app.demo import oms_down, set_oms_outage
+
+    if state != "status":
+        set_oms_outage(state == "down")
+    click.echo("demo OMS is " + ("down (answers 503)" if oms_down() else "up"))
+
+
 def register(app: Flask) -> None:
+    from app import cli_ops
+
+    cli_ops.register(app)
     app.cli.add_command(users_cli)
+    app.cli.add_command(secrets_cli)
     app.cli.add_command(audit_cli)
+    from app.cli_flows import flows_cli  # export / import / validate flow files
+
+    app.cli.add_command(flows_cli)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(sweep_command)
+    app.cli.add_command(demo_oms_command)

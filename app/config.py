@@ -61,9 +61,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             if r.strip()
         ],
         "FLOWGATE_PUBLIC_URL": env.get("FLOWGATE_PUBLIC_URL") or None,
+        # Notifications (app.services.notify): SMTP server and sender, governance webhook.
+        "FLOWGATE_SMTP_URL": env.get("FLOWGATE_SMTP_URL") or None,
+        "FLOWGATE_SMTP_FROM": env.get("FLOWGATE_SMTP_FROM") or "flowgate@localhost",
+        "FLOWGATE_NOTIFY_WEBHOOK_URL": env.get("FLOWGATE_NOTIFY_WEBHOOK_URL") or None,
+        # Alerts (app.services.alerts): evaluation beat in the scheduler (<= 15 s), global
+        # chat webhook every alert is posted to.
+        "FLOWGATE_ALERT_INTERVAL_SECONDS": float(env.get("FLOWGATE_ALERT_INTERVAL_SECONDS") or 10),
+        "FLOWGATE_ALERT_WEBHOOK_URL": env.get("FLOWGATE_ALERT_WEBHOOK_URL") or None,
         # Bearer token Prometheus sends to /metrics (users' API tokens work too).
         "FLOWGATE_METRICS_TOKEN": env.get("FLOWGATE_METRICS_TOKEN") or None,
         "FLOWGATE_QUEUE_NAME": env.get("FLOWGATE_QUEUE_NAME") or "runs",
+        # Run payloads and step I/O are pruned after this many days (runs are kept); 0 = never.
+        "FLOWGATE_RETENTION_DAYS": int(env.get("FLOWGATE_RETENTION_DAYS") or 30),
         # Intake limits: bigger or deeper bodies are refused with 413 / 400.
         "FLOWGATE_MAX_BODY_BYTES": int(env.get("FLOWGATE_MAX_BODY_BYTES") or 1_048_576),
         "FLOWGATE_MAX_JSON_DEPTH": int(env.get("FLOWGATE_MAX_JSON_DEPTH") or 64),
@@ -82,6 +92,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # A queued run not picked up for this long is re-enqueued (crash after commit).
         "FLOWGATE_REQUEUE_AFTER_SECONDS": float(env.get("FLOWGATE_REQUEUE_AFTER_SECONDS") or 30),
         "FLOWGATE_SWEEP_INTERVAL_SECONDS": float(env.get("FLOWGATE_SWEEP_INTERVAL_SECONDS") or 5),
+        # Secrets at rest: Fernet keys, newest (primary) first, comma-separated; older ones
+        # still decrypt until `flask secrets rotate` re-encrypted everything with the first.
+        "FLOWGATE_SECRET_KEYS": [
+            k.strip() for k in (env.get("FLOWGATE_SECRET_KEYS") or "").split(",") if k.strip()
+        ],
+        # A poll claimed by a scheduler that died is taken over after this long.
+        "FLOWGATE_POLL_LEASE_SECONDS": float(env.get("FLOWGATE_POLL_LEASE_SECONDS") or 300),
+        # Tests only: the scheduler's clock runs this many times faster than real time
+        # (from FLOWGATE_CLOCK_EPOCH, a Unix time), so minutes of cron ticks take seconds.
+        "FLOWGATE_CLOCK_SCALE": float(env.get("FLOWGATE_CLOCK_SCALE") or 1),
+        "FLOWGATE_CLOCK_EPOCH": float(env.get("FLOWGATE_CLOCK_EPOCH") or 0),
         # JSONata runs in killable child processes (flows.sandbox): per-evaluation time limit
         # (hard kill 250 ms later), address-space cap per child, children per process.
         "FLOWGATE_MAPPING_TIMEOUT_MS": int(env.get("FLOWGATE_MAPPING_TIMEOUT_MS") or 1000),

@@ -63,6 +63,7 @@ CLIENT_SECTIONS = (
     "dashboard",
     "notifications",
     "reconciliation",
+    "admin",
 )
 
 

@@ -31,10 +31,12 @@ def register_api(app: Flask) -> None:
         auth,
         connections,
         connectors,
+        dashboard,
         dead_letters,
         flows,
         health,
         hooks,
+        landscape,
         mappings,
         metrics,
         runs,
@@ -58,9 +60,27 @@ def register_api(app: Flask) -> None:
         schemas,
         systems,
         audit,
+        landscape,
+        dashboard,
     ):
         api.register_blueprint(module.bp)
     api.register_blueprint(hooks.bp)
     api.register_blueprint(health.bp)
     api.register_blueprint(metrics.bp)
     api.register_blueprint(demo.bp)
+    from app.api import governance  # review threads, notifications, users, export/import
+
+    api.register_blueprint(governance.bp)
+    from app.api import admin  # users and settings (admins)
+
+    api.register_blueprint(admin.bp)
+    from app.api import editor  # the flow editor: test runs and samples
+
+    api.register_blueprint(editor.bp)
+    from app.api import alerts, reconciliation  # alerts, MTTD/MTTR, reconciliation
+
+    api.register_blueprint(alerts.bp)
+    api.register_blueprint(reconciliation.bp)
+    from app.api import trigger_state  # schedule/poll/webhook state of a flow's trigger
+
+    api.register_blueprint(trigger_state.bp)

@@ -92,6 +92,46 @@ def demo_definition(connection_id: int) -> dict[str, Any]:
     }
 
 
+def demo_contract(source_id: int, oms_id: int, owner_id: int, analyst_id: int) -> dict[str, Any]:
+    """The demo flow's integration contract (what the review gate requires to submit)."""
+    fields = [("orderRef", False), ("customer.email", True), ("customer.name", True)]
+    fields += [("shipTo.street", True), ("lines", False), ("total", False)]
+    return {
+        "source_system_id": source_id,
+        "destination_system_ids": [oms_id],
+        "business_objects": ["order"],
+        "direction": "one_way",
+        "trigger": "orders/paid webhook from the web shop",
+        "frequency": "event-driven, as orders are paid",
+        "volume_per_day": 3000,
+        "peak_per_minute": 120,
+        "fields": [
+            {"destination_system_id": oms_id, "field": name, "pii": pii} for name, pii in fields
+        ],
+        "sla": {
+            "max_latency_seconds": 300,
+            "business_hours": {
+                "timezone": "Europe/Berlin",
+                "days": [0, 1, 2, 3, 4, 5],
+                "start": "07:00",
+                "end": "22:00",
+            },
+        },
+        "error_policy": {
+            "max_attempts": 5,
+            "max_age_seconds": 86400,
+            "dead_letter_handling": "On-call checks the dead letters, fixes the cause, replays.",
+        },
+        "business_owner_id": owner_id,
+        "technical_owner_id": analyst_id,
+        "on_call": {
+            "name": "Integration on-call",
+            "email": "oncall@flowgate.local",
+            "webhook_url": None,
+        },
+    }
+
+
 def demo_logins(app: Flask) -> dict[str, str]:
     """Passwords are random per installation and kept in instance/ so every start prints them."""
     path = Path(app.config["INSTANCE_PATH"]) / "demo_logins.json"
@@ -151,6 +191,9 @@ def seed_demo(app: Flask, base_url: str) -> bool:
         flow=flow,
         number=1,
         definition=definition,
+        contract=demo_contract(
+            systems["Web shop"].id, systems["OMS"].id, people["owner"].id, people["analyst"].id
+        ),
         status=VersionStatus.LIVE.value,
         revision=1,
         content_hash=content_hash(definition),

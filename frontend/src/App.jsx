@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { Suspense, lazy, useCallback, useEffect, useState } from 'react';
 import { auth, onUnauthorized, setCsrfToken } from './api.js';
 import { matchPath, navigate, useLocation } from './router.js';
 import AppHeader from './components/AppHeader.jsx';
@@ -6,12 +6,28 @@ import ConnectionsPage from './components/ConnectionsPage.jsx';
 import DeadLettersPage from './components/DeadLettersPage.jsx';
 import FlowsPage from './components/FlowsPage.jsx';
 import LoginPage from './components/LoginPage.jsx';
+import NewFlowPage from './components/NewFlowPage.jsx';
 import NotFoundPage from './components/NotFoundPage.jsx';
 import { ErrorNotice, Loading } from './components/Notice.jsx';
 import RunDetailPage from './components/RunDetailPage.jsx';
 import RunsPage from './components/RunsPage.jsx';
+import DashboardPage from './dashboard/DashboardPage.jsx';
+import SystemsPage from './landscape/SystemsPage.jsx';
+import AlertDetailPage from './alerts/AlertDetailPage.jsx';
+import AlertsPage from './alerts/AlertsPage.jsx';
+import ReconciliationPage from './alerts/ReconciliationPage.jsx';
+import AuditPage from './governance/AuditPage.jsx';
+import SettingsPage from './admin/SettingsPage.jsx';
+import UsersPage from './admin/UsersPage.jsx';
+import ReviewPage from './governance/ReviewPage.jsx';
+import ReviewsPage from './governance/ReviewsPage.jsx';
+import FlowPage from './flows/FlowPage.jsx';
 
 const HOME = '/flows';
+
+// The editor (React Flow, CodeMirror) is its own chunk, loaded only when a flow is opened.
+const EditorPage = lazy(() => import('./editor/EditorPage.jsx'));
+const MapPage = lazy(() => import('./landscape/MapPage.jsx'));
 
 // Only same-app paths are accepted as a place to return to after sign-in.
 function safeNext(value) {
@@ -20,10 +36,40 @@ function safeNext(value) {
 
 function Page({ path, query, user }) {
   if (path === '/' || path === '/login') return <Loading />; // redirecting
-  if (path === '/flows') return <FlowsPage />;
+  if (path === '/flows') return <FlowsPage query={query} user={user} />;
+  if (path === '/flows/new') return <NewFlowPage />;
+  const edit = matchPath('/flows/:id/edit', path);
+  if (edit) {
+    return (
+      <Suspense fallback={<Loading>Loading the editor…</Loading>}>
+        <EditorPage key={edit.id} flowId={edit.id} user={user} />
+      </Suspense>
+    );
+  }
+  const flowPage = matchPath('/flows/:id', path);
+  if (flowPage && /^\d+$/.test(flowPage.id)) return <FlowPage key={flowPage.id} flowId={flowPage.id} user={user} />;
   if (path === '/runs') return <RunsPage query={query} />;
   if (path === '/dead-letters') return <DeadLettersPage query={query} user={user} />;
   if (path === '/connections') return <ConnectionsPage />;
+  if (path === '/dashboard') return <DashboardPage />;
+  if (path === '/systems') return <SystemsPage user={user} />;
+  if (path === '/map') {
+    return (
+      <Suspense fallback={<Loading>Loading the map…</Loading>}>
+        <MapPage />
+      </Suspense>
+    );
+  }
+  if (path === '/alerts') return <AlertsPage query={query} user={user} />;
+  const alert = matchPath('/alerts/:id', path);
+  if (alert) return <AlertDetailPage key={alert.id} id={alert.id} user={user} />;
+  if (path === '/reconciliation') return <ReconciliationPage query={query} user={user} />;
+  if (path === '/reviews') return <ReviewsPage user={user} />;
+  const review = matchPath('/reviews/:flowId/:number', path);
+  if (review) return <ReviewPage key={path} flowId={review.flowId} number={review.number} user={user} />;
+  if (path === '/audit') return <AuditPage user={user} />;
+  if (path === '/admin') return <UsersPage user={user} path={path} />;
+  if (path === '/admin/settings') return <SettingsPage user={user} path={path} />;
   const run = matchPath('/runs/:id', path);
   if (run) return <RunDetailPage key={run.id} id={run.id} />;
   return <NotFoundPage />;
@@ -112,7 +158,7 @@ export default function App() {
     <>
       <a className="skip-link" href="#main">Skip to content</a>
       <AppHeader path={path} user={session.user} onSignOut={signOut} signingOut={signingOut} />
-      <main id="main" className="app-main">
+      <main id="main" className={matchPath('/flows/:id/edit', path) ? 'app-main app-main-editor' : 'app-main'}>
         <Page path={path} query={query} user={session.user} />
       </main>
     </>

@@ -88,6 +88,8 @@ export const auth = {
 
 export const flows = {
   list: (opts) => api('/api/v1/flows', opts),
+  search: (q, opts) => api(withQuery('/api/v1/flows', { q }), opts),
+  create: (body, opts) => api('/api/v1/flows', { method: 'POST', body, ...opts }),
 };
 
 export const runs = {

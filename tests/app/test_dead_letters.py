@@ -11,6 +11,7 @@ from app.extensions import db
 from app.models import AuditEvent, FlowVersion
 from tests.app.test_execution import post_order, run_row
 from tests.app.test_walking_skeleton import MAPPING, ORDER, definition, live_flow
+from tests.support.contracts import complete_contract
 from tests.support.sink import Answer
 
 REPLAY = "/api/v1/dead-letters/replay"
@@ -29,7 +30,12 @@ def approve(client: Any, ctx: dict[str, Any], doc: dict[str, Any]) -> int:
     assert r.status_code == 200, r.get_json()
     number = r.get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
-    assert client.post(f"{base}/submit", headers=ctx["headers"]).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["headers"]
+        ).status_code
+        == 200
+    )
     r = client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"])
     assert r.status_code == 200, r.get_json()
     return number

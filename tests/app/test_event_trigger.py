@@ -20,6 +20,7 @@ from app.models import Run
 from app.queues import run_queue
 from tests.app.test_walking_skeleton import MAPPING, ORDER
 from tests.conftest import SECRET
+from tests.support.contracts import complete_contract
 
 
 class Queue:
@@ -123,7 +124,12 @@ def live_event_flow(
     )
     assert r.status_code == 200, r.get_json()
     base = f"/api/v1/flows/{flow_id}/versions/{r.get_json()['version']}"
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     r = client.post(f"{base}/approve", json={"comment": "ok"}, headers=owner_h)
     assert r.status_code == 200, r.get_json()
     db.session.rollback()

@@ -11,6 +11,7 @@ from app import runtime
 from app.extensions import db
 from app.models import Run
 from tests.app.test_walking_skeleton import ORDER, definition, live_flow
+from tests.support.contracts import complete_contract
 
 REGEX = '$match("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", /(a+)+$/)'  # ~minutes in Python's re
 
@@ -34,7 +35,12 @@ def _hostile_flow(client, ctx, expression: str) -> dict:
     r = client.put(f"/api/v1/flows/{flow['id']}/draft", json={"definition": doc}, headers=headers)
     assert r.status_code == 200, r.get_json()
     base = f"/api/v1/flows/{flow['id']}/versions/{r.get_json()['version']}"
-    assert client.post(f"{base}/submit", headers=headers).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=headers
+        ).status_code
+        == 200
+    )
     approved = client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"])
     assert approved.status_code == 200, approved.get_json()
     return {"flow": flow}

@@ -43,6 +43,8 @@ def make_client(dist_path):
         "/systems",
         "/map",
         "/alerts/4",
+        "/admin",
+        "/admin/settings",
     ],
 )
 def test_index_and_client_routes_serve_index_without_caching(dist, path):

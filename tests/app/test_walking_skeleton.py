@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.support.contracts import complete_contract
+
 ORDER = json.loads(
     (
         Path(__file__).resolve().parents[2] / "app" / "demo" / "commerce-order-created.json"
@@ -72,7 +74,12 @@ def live_flow(client: Any, make_user: Any, sink: Any, **trigger_config: Any) -> 
     assert r.status_code == 200, r.get_json()
     number = r.get_json()["version"]
     base = f"/api/v1/flows/{flow['id']}/versions/{number}"
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     assert (
         client.post(f"{base}/approve", json={"comment": "ok"}, headers=owner_h).status_code == 200
     )

@@ -15,6 +15,7 @@ from app.extensions import db
 from app.models import Run
 from tests.app.test_intake import assert_problem, run_count
 from tests.app.test_walking_skeleton import ORDER, definition
+from tests.support.contracts import complete_contract
 
 SECRET = "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"
 OLD_SECRET = "shpss_previous_0a1b2c3d4e5f60718293"
@@ -77,7 +78,12 @@ def signed_flow(
     r = client.put(f"/api/v1/flows/{flow['id']}/draft", json={"definition": doc}, headers=analyst_h)
     assert r.status_code == 200, r.get_json()
     base = f"/api/v1/flows/{flow['id']}/versions/{r.get_json()['version']}"
-    assert client.post(f"{base}/submit", headers=analyst_h).status_code == 200
+    assert (
+        client.post(
+            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
+        ).status_code
+        == 200
+    )
     r = client.post(f"{base}/approve", json={"comment": "ok"}, headers=owner_h)
     assert r.status_code == 200, r.get_json()
     return {

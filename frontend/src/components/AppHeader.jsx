@@ -1,10 +1,19 @@
 import Link from './Link.jsx';
+import NotificationsBell from '../governance/NotificationsBell.jsx';
+import './header.css';
 
 const NAV = [
+  { to: '/dashboard', label: 'Dashboard' },
   { to: '/flows', label: 'Flows' },
+  { to: '/reviews', label: 'Reviews' },
   { to: '/runs', label: 'Runs' },
   { to: '/dead-letters', label: 'Dead letters' },
+  { to: '/alerts', label: 'Alerts' },
   { to: '/connections', label: 'Connections' },
+  { to: '/systems', label: 'Systems' },
+  { to: '/map', label: 'Map' },
+  { to: '/audit', label: 'Audit' },
+  { to: '/admin', label: 'Admin', role: 'admin' }, // shown to admins only
 ];
 
 export default function AppHeader({ path, user, onSignOut, signingOut }) {
@@ -16,7 +25,7 @@ export default function AppHeader({ path, user, onSignOut, signingOut }) {
         </Link>
         <nav aria-label="Main">
           <ul>
-            {NAV.map((item) => {
+            {NAV.filter((item) => !item.role || item.role === user.role).map((item) => {
               const current = path === item.to || path.startsWith(`${item.to}/`);
               return (
                 <li key={item.to}>
@@ -29,6 +38,7 @@ export default function AppHeader({ path, user, onSignOut, signingOut }) {
           </ul>
         </nav>
         <div className="user-box">
+          <NotificationsBell />
           <span className="user-email" title="Signed in as">
             {user.email}
           </span>
