@@ -91,6 +91,7 @@ def signed_flow(
         "flow": flow,
         "connection": signing,
         "headers": analyst_h,
+        "owner_headers": owner_h,
     }
 
 
@@ -265,14 +266,16 @@ def test_secret_rotation_through_the_connection(client, make_user, sink):
     r = client.patch(
         url,
         json={"secrets": {"signing_secret": new_secret, "previous_signing_secret": SECRET}},
-        headers=ctx["headers"],
+        headers=ctx["owner_headers"],  # changing a connection is for owners
     )
     assert r.status_code == 200, r.get_json()
+    analyst_try = client.patch(url, json={"name": "renamed"}, headers=ctx["headers"])
+    assert analyst_try.status_code == 403
     assert post(client, ctx["hook"], shopify(new_secret)).status_code == 202
     assert post(client, ctx["hook"], shopify(SECRET)).status_code == 202
     # Rotation done: the previous secret is dropped and stops working, no redeploy needed.
     r = client.patch(
-        url, json={"secrets": {"previous_signing_secret": None}}, headers=ctx["headers"]
+        url, json={"secrets": {"previous_signing_secret": None}}, headers=ctx["owner_headers"]
     )
     assert r.status_code == 200
     again = BODY + b" "
