@@ -65,6 +65,7 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.contracts import contract_between  # noqa: E402
 from tests.support.processes import (  # noqa: E402
     PYTHON,
     Proc,
@@ -570,38 +571,22 @@ class Stack:
         oms = self.owner.call(
             "POST", "/api/v1/systems", {"name": "Acceptance OMS", "kind": "oms"}, expect=201
         )
-        return {
-            "source_system_id": shop["id"],
-            "destination_system_ids": [oms["id"]],
-            "business_objects": ["order"],
-            "direction": "one_way",
-            "trigger": "order created in the shop (webhook)",
-            "frequency": "event-driven",
-            "volume_per_day": 2000,
-            "peak_per_minute": 600,
-            "fields": [{"destination_system_id": oms["id"], "field": "orderRef", "pii": False}],
-            "sla": {
-                "max_latency_seconds": 60,
-                "business_hours": {
-                    "timezone": "Europe/Berlin",
-                    "days": [0, 1, 2, 3, 4],
-                    "start": "08:00",
-                    "end": "20:00",
-                },
-            },
-            "error_policy": {
+        return contract_between(
+            shop["id"],
+            oms["id"],
+            owner_id,
+            peak_per_minute=600,
+            error_policy={
                 "max_attempts": 5,
                 "max_age_seconds": 86400,
                 "dead_letter_handling": "owner replays after fixing the cause",
             },
-            "business_owner_id": owner_id,
-            "technical_owner_id": owner_id,
-            "on_call": {
+            on_call={
                 "name": "Integration on-call",
                 "email": "oncall@example.test",
                 "webhook_url": None,
             },
-        }
+        )
 
 
 def flow_definition(

@@ -44,6 +44,7 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])  # the processes need the venv
 sys.path.insert(0, str(ROOT))
 
+from tests.support.contracts import contract_between  # noqa: E402
 from tests.support.processes import (  # noqa: E402  (reused, not edited)
     Proc,
     Processes,
@@ -147,34 +148,19 @@ def bench_contract(call: Any) -> dict[str, Any]:
     )
     me = call("GET", "/api/v1/auth/me", None, "owner", 200)
     owner_id = (me.get("user") or me)["id"]
-    return {
-        "source_system_id": source["id"],
-        "destination_system_ids": [destination["id"]],
-        "business_objects": ["order"],
-        "direction": "one_way",
-        "trigger": "order created in the shop (webhook)",
-        "frequency": "event-driven",
-        "volume_per_day": 2000000,
-        "peak_per_minute": 60000,
-        "fields": [{"destination_system_id": destination["id"], "field": "orderRef", "pii": False}],
-        "sla": {
-            "max_latency_seconds": 60,
-            "business_hours": {
-                "timezone": "Europe/Berlin",
-                "days": [0, 1, 2, 3, 4],
-                "start": "08:00",
-                "end": "20:00",
-            },
-        },
-        "error_policy": {
+    return contract_between(
+        source["id"],
+        destination["id"],
+        owner_id,
+        volume_per_day=2000000,
+        peak_per_minute=60000,
+        error_policy={
             "max_attempts": 5,
             "max_age_seconds": 86400,
             "dead_letter_handling": "benchmark: none expected",
         },
-        "business_owner_id": owner_id,
-        "technical_owner_id": owner_id,
-        "on_call": {"name": "Bench", "email": "bench@example.test", "webhook_url": None},
-    }
+        on_call={"name": "Bench", "email": "bench@example.test", "webhook_url": None},
+    )
 
 
 class BenchError(Exception):

@@ -198,14 +198,15 @@ class TooManyRequests(ServiceError):
 _BACKLOG_STATUSES = (RunStatus.QUEUED.value, RunStatus.RETRYING.value)
 
 
-def check_backlog(flow_id: int) -> None:
+def check_backlog(flow_id: int, *, fresh: bool = False) -> None:
     """Back-pressure: past the threshold the sender is told to come back (429 + Retry-After)
-    instead of the queue growing without bound. Counted at most once a second per flow."""
+    instead of the queue growing without bound. Counted at most once a second per flow,
+    unless ``fresh`` (a poller that has just recorded a page needs the new count)."""
     limit = current_app.config["FLOWGATE_MAX_BACKLOG"]
     cache = current_app.extensions.setdefault("flowgate.backlog", {})
     now = time.monotonic()
     counted_at, backlog = cache.get(flow_id, (0.0, 0))
-    if now - counted_at > 1.0:
+    if fresh or now - counted_at > 1.0:
         backlog = db.session.execute(
             select(func.count(Run.id)).where(
                 Run.status.in_(_BACKLOG_STATUSES), Run.flow_id == flow_id

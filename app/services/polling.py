@@ -287,9 +287,7 @@ def _read_pages(
     for _ in range(pages):
         if not seeding:
             # intake caches the count for a second; a page may have just added to it.
-            # (Coupled to intake's cache key: intake should offer a fresh check.)
-            app.extensions.get("flowgate.backlog", {}).pop(flow.id, None)
-            check_backlog(flow.id)
+            check_backlog(flow.id, fresh=True)
         if not _one_page(flow, version, connector, ctx, row, seeding, result):
             return False
         if time.monotonic() - started > budget:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.browser.test_ui_smoke import EXPECTED_401
+from tests.browser.test_ui_smoke import watch_console
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,20 +44,7 @@ def test_admin_manages_users_and_analyst_is_kept_out(
     app.config["FLOWGATE_SMTP_URL"] = f"smtp://mailer:{CANARY}@smtp.example.test:2525"
     logins = demo_logins(app)
     page = browser_page
-    errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "status of 401" in msg.text and EXPECTED_401.search(url):
-            return
-        if "status of 422" in msg.text and url.endswith("/api/v1/users"):
-            return  # the deliberately weak password below
-        errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    errors = watch_console(page, (422, r"/api/v1/users$"))  # the deliberately weak password
 
     # -- The admin opens Admin from the main navigation.
     _sign_in(page, base_url, "admin@flowgate.local", logins["admin@flowgate.local"])

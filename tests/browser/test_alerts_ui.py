@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.test_ui_smoke import EXPECTED_401, ORDER
+from tests.browser.test_ui_smoke import ORDER, watch_console
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,15 +28,7 @@ def test_alert_to_failing_step_in_two_clicks(
 
     app, base_url = live_app
     page = browser_page
-    console_errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        url = (msg.location or {}).get("url", "")
-        if msg.type == "error" and not ("status of 401" in msg.text and EXPECTED_401.search(url)):
-            console_errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: console_errors.append(f"pageerror: {exc}"))
+    console_errors = watch_console(page)
 
     set_oms_outage(True)  # "stop the demo OMS": it answers 503
     for number in (7001, 7002, 7003):

@@ -26,8 +26,8 @@ import pytest
 from tests.app.test_walking_skeleton import ORDER, live_flow
 from tests.browser.test_ui_smoke import (
     DIST_INDEX,
-    EXPECTED_401,
     ROOT,
+    watch_console,
 )
 from tests.support.sink import Answer
 
@@ -102,18 +102,7 @@ def test_dead_letter_preview_replay_and_connections(
     failed_key = sink.requests[0].headers["Idempotency-Key"]
     assert failed_key.endswith(f"-run-{run_id}-send_oms")
 
-    console_errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "status of 401" in msg.text and EXPECTED_401.search(url):
-            return
-        console_errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: console_errors.append(f"pageerror: {exc}"))
+    console_errors = watch_console(page)
 
     def sign_in(email: str, next_path: str) -> None:
         page.goto(server_url + next_path)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.test_ui_smoke import EXPECTED_401, ORDER, ROOT
+from tests.browser.test_ui_smoke import ORDER, ROOT, watch_console
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,25 +45,11 @@ def editor_app(live_app: tuple[Any, str]) -> tuple[Any, str]:
 
 
 def _watch_console(page: Any) -> list[str]:
-    errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "status of 401" in msg.text and EXPECTED_401.search(url):
-            return
-        # The conflict test provokes a 409 on purpose; a preview of an expression that fails
-        # on a sample answers 422 with the error (shown in the mapping editor).
-        if "status of 409" in msg.text and re.search(r"/api/v1/flows/\d+/draft", url):
-            return
-        if "status of 422" in msg.text and url.endswith("/api/v1/mappings/preview"):
-            return
-        errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    return errors
+    # The conflict test provokes a 409 on purpose; a preview of an expression that fails
+    # on a sample answers 422 with the error (shown in the mapping editor).
+    return watch_console(
+        page, (409, r"/api/v1/flows/\d+/draft"), (422, r"/api/v1/mappings/preview$")
+    )
 
 
 def _sign_in(
@@ -89,14 +75,18 @@ def _drag_from_palette(page: Any, label: str, x: int, y: int) -> None:
     )
 
 
-def _drag_connect(page: Any, source: str, target: str) -> None:
-    """Drag from a node's output handle to another node's input handle with the mouse.
+def _drag_connect(page: Any, source: str, target: str, branch: str | None = None) -> None:
+    """Drag from a node's output handle (a route's ``branch`` handle when given) to another
+    node's input handle with the mouse.
 
     Waits for the autosave to settle first; one retry if the drop did not take (seen rarely
     on a loaded machine when a save answer re-rendered the canvas mid-drag)."""
     from playwright.sync_api import expect
 
-    src = page.locator(f'.react-flow__node[data-id="{source}"] .react-flow__handle.source')
+    handle = ".react-flow__handle.source"
+    if branch is not None:
+        handle += f'[data-handleid="{branch}"]'
+    src = page.locator(f'.react-flow__node[data-id="{source}"] {handle}')
     dst = page.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target')
     expect(src).to_be_visible()
     expect(dst).to_be_visible()

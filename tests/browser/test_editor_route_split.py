@@ -12,6 +12,7 @@ import pytest
 
 from tests.browser.test_editor_canvas import (
     _draft,
+    _drag_connect,
     _drag_from_palette,
     _select_node,
     _set_expression,
@@ -25,33 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
-
-
-def _drag_from_branch(page: Any, source: str, branch: str, target: str) -> None:
-    """Drag from one case handle of a route node to another node's input."""
-    from playwright.sync_api import expect
-
-    handle = f'.react-flow__handle.source[data-handleid="{branch}"]'
-    src = page.locator(f'.react-flow__node[data-id="{source}"] {handle}')
-    dst = page.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target')
-    expect(src).to_be_visible()
-    expect(dst).to_be_visible()
-    edges = page.locator(".react-flow__edge")
-    before = edges.count()
-    for attempt in range(2):
-        expect(page.get_by_test_id("save-state")).not_to_contain_text(re.compile("Saving|Unsaved"))
-        a, b = src.bounding_box(), dst.bounding_box()
-        assert a and b
-        page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
-        page.mouse.up()
-        try:
-            expect(edges).to_have_count(before + 1, timeout=3000)
-            return
-        except AssertionError:
-            if attempt:
-                raise
 
 
 def _connect_in_inspector(page: Any, source: str, target: str, branch: str | None = None) -> None:
@@ -106,7 +80,7 @@ def test_route_with_two_cases_and_a_split_test_run(
 
     # Join: trigger → route; case "paid" by dragging its handle; "refunded" in the inspector.
     _connect_in_inspector(page, "trigger", "route_1")
-    _drag_from_branch(page, "route_1", "paid", "split_1")
+    _drag_connect(page, "route_1", "split_1", branch="paid")
     _connect_in_inspector(page, "route_1", "send_http_2", branch="refunded")
     _connect_in_inspector(page, "split_1", "send_http_1")
     expect(page.locator(".react-flow__edge")).to_have_count(4)

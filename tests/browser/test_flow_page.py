@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.test_ui_smoke import EXPECTED_401, ORDER
+from tests.browser.test_ui_smoke import ORDER, watch_console
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,15 +31,7 @@ def test_flow_page_shows_versions_health_alerts_mttd_and_mttr(
 
     app, base_url = live_app
     page = browser_page
-    errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        url = (msg.location or {}).get("url", "")
-        if msg.type == "error" and not ("status of 401" in msg.text and EXPECTED_401.search(url)):
-            errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    errors = watch_console(page)
 
     # The demo OMS goes down: three orders fail and an alert opens.
     set_oms_outage(True)

@@ -17,7 +17,7 @@ import pytest
 from tests.app.test_walking_skeleton import ORDER, live_flow
 from tests.browser.test_dead_letters_ui import PASSWORD, _email
 from tests.browser.test_dead_letters_ui import server_url as server_url  # noqa: F401 (fixture)
-from tests.browser.test_ui_smoke import EXPECTED_401
+from tests.browser.test_ui_smoke import watch_console
 from tests.support.sink import Answer
 
 pytestmark = [
@@ -25,7 +25,6 @@ pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
 # The one refused request the test makes on purpose: deleting a system still referenced.
-EXPECTED_409 = re.compile(r"/api/v1/systems/\d+$")
 
 
 def seed(client: Any, make_user: Any, sink: Any) -> dict[str, Any]:
@@ -95,20 +94,8 @@ def test_map_dashboard_and_systems(
     db.session.rollback()
     run_worker()
 
-    console_errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "status of 401" in msg.text and EXPECTED_401.search(url):
-            return
-        if "status of 409" in msg.text and EXPECTED_409.search(url):
-            return
-        console_errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: console_errors.append(f"pageerror: {exc}"))
+    # The refused delete of a system in use answers 409 on purpose.
+    console_errors = watch_console(page, (409, r"/api/v1/systems/\d+$"))
 
     page.goto(server_url + "/map")
     page.get_by_label("Email").fill(owner_email)

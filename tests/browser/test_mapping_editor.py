@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.test_ui_smoke import EXPECTED_401, ORDER, ROOT
+from tests.browser.test_ui_smoke import ORDER, ROOT, watch_console
 
 pytestmark = pytest.mark.slow
 
@@ -37,23 +37,9 @@ def _shot(page: Any, name: str, locator: Any = None) -> None:
 
 
 def _watch_console(page: Any) -> list[str]:
-    errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "status of 401" in msg.text and EXPECTED_401.search(url):
-            return
-        # An invalid expression is answered 422 by the preview on purpose (its error body
-        # carries the code and position the editor underlines).
-        if "status of 422" in msg.text and url.endswith("/api/v1/mappings/preview"):
-            return
-        errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    return errors
+    # An invalid expression is answered 422 by the preview on purpose (its error body
+    # carries the code and position the editor underlines).
+    return watch_console(page, (422, r"/api/v1/mappings/preview$"))
 
 
 def _set_expression(page: Any, label: str, text: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.test_ui_smoke import EXPECTED_401, ROOT
+from tests.browser.test_ui_smoke import ROOT, watch_console
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,18 +45,7 @@ def test_submit_review_approve_through_the_ui(live_app: tuple[Any, str], browser
     app, base_url = live_app
     page = browser_page
     logins = demo_logins(app)
-    errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        url = (msg.location or {}).get("url", "")
-        if msg.type != "error" or ("status of 401" in msg.text and EXPECTED_401.search(url)):
-            return
-        if "status of 422" in msg.text and url.endswith("/submit"):
-            return  # the deliberately incomplete contract below
-        errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    errors = watch_console(page, (422, r"/submit$"))  # the deliberately incomplete contract
 
     # -- The analyst edits one mapping line and moves a node, through the API (the editor's
     #    save), without sending a contract: the draft starts from the live one.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_ui_smoke import EXPECTED_401
+from tests.browser.test_ui_smoke import watch_console
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,15 +23,7 @@ def test_flow_page_shows_the_trigger_panel(live_app: tuple[Any, str], browser_pa
 
     app, base_url = live_app
     page = browser_page
-    errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        url = (msg.location or {}).get("url", "")
-        if msg.type == "error" and not ("status of 401" in msg.text and EXPECTED_401.search(url)):
-            errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    errors = watch_console(page)
 
     page.goto(base_url + "/flows")
     page.get_by_label("Email").fill("analyst@flowgate.local")

@@ -47,6 +47,28 @@ TIMEOUT_MS = 10_000
 EXPECTED_401 = re.compile(r"/api/v1/auth/(me|login)$")
 
 
+def watch_console(page: Any, *allowed: tuple[int, str]) -> list[str]:
+    """Collect the page's console errors and uncaught exceptions.
+
+    A failed request is logged by Chromium as "status of <code>"; the signed-out 401s of the
+    session check are always expected, and ``allowed`` adds (status, URL regex) pairs a test
+    provokes on purpose."""
+    expected = [(401, EXPECTED_401), *((code, re.compile(url)) for code, url in allowed)]
+    errors: list[str] = []
+
+    def on_console(msg: Any) -> None:
+        if msg.type != "error":
+            return
+        url = (msg.location or {}).get("url", "")
+        if any(f"status of {code}" in msg.text and rx.search(url) for code, rx in expected):
+            return
+        errors.append(f"console.error: {msg.text} ({url})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    return errors
+
+
 def test_sign_in_see_flow_follow_run_sign_out(
     live_app: tuple[Any, str], browser_page: Any, run_worker: Any, tmp_path: Path
 ) -> None:
@@ -58,18 +80,7 @@ def test_sign_in_see_flow_follow_run_sign_out(
     page = browser_page
     analyst_password = demo_logins(app)["analyst@flowgate.local"]
 
-    console_errors: list[str] = []
-
-    def on_console(msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "status of 401" in msg.text and EXPECTED_401.search(url):
-            return
-        console_errors.append(f"console.error: {msg.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: console_errors.append(f"pageerror: {exc}"))
+    console_errors = watch_console(page)
 
     # -- Login page: labelled fields; a wrong password is refused with a visible error.
     page.goto(base_url + "/")

@@ -20,14 +20,14 @@ def _system(name: str, kind: str) -> int:
     return row.id
 
 
-def complete_contract(**overrides: Any) -> dict[str, Any]:
-    """Source "Test shop" → destination "Test OMS"; owners: the first user (by id)."""
-    source = _system("Test shop", "commerce")
-    destination = _system("Test OMS", "oms")
-    owner_id = db.session.execute(select(User.id).order_by(User.id).limit(1)).scalar_one()
+def contract_between(
+    source_id: int, destination_id: int, owner_id: int, **overrides: Any
+) -> dict[str, Any]:
+    """A complete contract for an order flow from one system to another, ``owner_id`` being
+    both business and technical owner (also used by the benchmarks, through the API)."""
     contract: dict[str, Any] = {
-        "source_system_id": source,
-        "destination_system_ids": [destination],
+        "source_system_id": source_id,
+        "destination_system_ids": [destination_id],
         "business_objects": ["order"],
         "direction": "one_way",
         "trigger": "order created in the shop (webhook)",
@@ -35,7 +35,7 @@ def complete_contract(**overrides: Any) -> dict[str, Any]:
         "volume_per_day": 2000,
         "peak_per_minute": 60,
         "fields": [
-            {"destination_system_id": destination, "field": "orderRef", "pii": False},
+            {"destination_system_id": destination_id, "field": "orderRef", "pii": False},
         ],
         "sla": {
             "max_latency_seconds": 60,
@@ -61,3 +61,11 @@ def complete_contract(**overrides: Any) -> dict[str, Any]:
     }
     contract.update(overrides)
     return contract
+
+
+def complete_contract(**overrides: Any) -> dict[str, Any]:
+    """Source "Test shop" → destination "Test OMS"; owners: the first user (by id)."""
+    source = _system("Test shop", "commerce")
+    destination = _system("Test OMS", "oms")
+    owner_id = db.session.execute(select(User.id).order_by(User.id).limit(1)).scalar_one()
+    return contract_between(source, destination, owner_id, **overrides)
