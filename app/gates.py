@@ -4,7 +4,9 @@ limit, shared by every worker process (the engine sees only ``flows.ports.Delive
 Breaker: after ``threshold`` consecutive transient failures the connection opens for
 ``cooldown`` seconds; then one trial delivery is let through (half-open); its success closes
 the breaker, its failure opens it again. Deliveries refused by the gate wait without using up
-an attempt of their retry policy.
+an attempt of their retry policy, and so does the run whose delivery was the failed trial
+(``Admission.trial``): probing the destination is the breaker's job, so a long outage cannot
+dead-letter the run that happens to be picked as the probe again and again.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class RedisDeliveryGate:
         limits = self.limits_for(connection_id)
         if not limits.max_in_flight and not limits.rate_per_second:
             # No limits configured: skip the Lua round trip on the delivery hot path.
-            return Admission(True)
+            return Admission(True, trial=trial)
         token = uuid.uuid4().hex
         allowed, why = self._admit_script(
             keys=[
@@ -125,7 +127,7 @@ class RedisDeliveryGate:
             why = why.decode() if isinstance(why, bytes) else why
             wait = 1.0 - (now % 1.0) if why == "rate" else 0.5
             return Admission(False, max(wait, 0.05), f"{why} limit reached")
-        return Admission(True, token=token)
+        return Admission(True, token=token, trial=trial)
 
     def done(self, connection_id: int, admission: Admission, *, healthy: bool) -> None:
         pipe = self.redis.pipeline()

@@ -170,10 +170,13 @@ class SqlDeliveryLedger:
         error: str,
         response_code: int | None,
         response_excerpt: str,
+        uncounted: bool = False,
     ) -> None:
+        counted = {"attempts": Delivery.attempts - 1} if uncounted else {}
         self._update(
             run_id,
             step_id,
+            **counted,
             status=status.value,
             last_error=error,
             response_code=response_code,

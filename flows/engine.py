@@ -290,7 +290,8 @@ class FlowRunner:
         except ConnectorError as exc:
             healthy = not exc.retryable  # a 4xx is an answer: the destination is up
             exc = _unless_ambiguous(connector, exc)
-            return self._delivery_failed(run_id, step, message, attempt, exc, outcome)
+            trial = admission is not None and admission.trial
+            return self._delivery_failed(run_id, step, message, attempt, exc, outcome, trial=trial)
         except Exception as exc:  # a connector bug must cost an attempt, not strand the run
             log.exception("run.connector_crashed run_id=%s step=%s", run_id, step.id)
             crash = RetryableConnectorError(f"unexpected {exc.__class__.__name__} in connector")
@@ -326,7 +327,7 @@ class FlowRunner:
         error = {"code": "waiting", "message": admission.reason}
         return StepResult(step.id, StepStatus.RETRYING, message, None, error), False, None
 
-    def _delivery_failed(
+    def _trial_failed(
         self,
         run_id: int,
         step: Step,
@@ -335,6 +336,36 @@ class FlowRunner:
         exc: ConnectorError,
         outcome: _Outcome,
     ) -> tuple[StepResult, bool, Any]:
+        """The half-open breaker's trial failed: the breaker opens again and this run waits
+        like every other run behind it, its attempt given back (see ``Admission.trial``)."""
+        assert self.deliveries is not None
+        self.deliveries.fail(
+            run_id,
+            step.id,
+            status=DeliveryStatus.RETRYING,
+            error=exc.message,
+            response_code=exc.status_code,
+            response_excerpt=exc.response_excerpt,
+            uncounted=True,
+        )
+        log.info("run.trial_failed run_id=%s step=%s error=%r", run_id, step.id, exc.message)
+        wait = max(1.0, backoff_seconds(step.retry, max(attempt - 1, 1)))
+        reason = f"circuit breaker trial failed: {exc.message}"
+        return self._wait(step, message, Admission(False, wait, reason), outcome)
+
+    def _delivery_failed(
+        self,
+        run_id: int,
+        step: Step,
+        message: Any,
+        attempt: int,
+        exc: ConnectorError,
+        outcome: _Outcome,
+        *,
+        trial: bool = False,
+    ) -> tuple[StepResult, bool, Any]:
+        if trial and exc.retryable:
+            return self._trial_failed(run_id, step, message, attempt, exc, outcome)
         delay = backoff_seconds(step.retry, attempt)
         hinted = getattr(exc, "retry_after_seconds", None)
         if hinted:

@@ -71,7 +71,9 @@ class DeliveryLedger(Protocol):
         error: str,
         response_code: int | None,
         response_excerpt: str,
-    ) -> None: ...
+        uncounted: bool = False,
+    ) -> None:
+        """``uncounted``: take back the attempt ``begin`` counted (a failed breaker trial)."""
 
 
 class RunStore(Protocol):
@@ -96,6 +98,9 @@ class Admission:
     wait_seconds: float = 0.0
     reason: str = ""
     token: str = ""  # hand back to ``DeliveryGate.done``
+    # A half-open breaker's one trial delivery. If it fails the failure belongs to the
+    # breaker, not to the run: the attempt is not counted against the retry policy.
+    trial: bool = False
 
 
 class DeliveryGate(Protocol):

@@ -33,11 +33,12 @@ def test_breaker_opens_after_threshold_then_one_trial_closes_it(client):
     assert not refused.allowed and "open" in refused.reason and 0 < refused.wait_seconds <= 0.3
     time.sleep(0.35)
     trial = g.admit(7)
-    assert trial.allowed  # half-open: exactly one trial
+    assert trial.allowed and trial.trial  # half-open: exactly one trial
     second = g.admit(7)
     assert not second.allowed and "trial" in second.reason
     g.done(7, trial, healthy=True)
-    assert g.state(7).state == "closed" and g.admit(7).allowed
+    after = g.admit(7)
+    assert g.state(7).state == "closed" and after.allowed and not after.trial
 
 
 def test_failed_trial_reopens_the_breaker(client):

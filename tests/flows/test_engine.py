@@ -214,6 +214,55 @@ def test_refused_admission_waits_without_using_an_attempt():
     assert RECEIVED == []
 
 
+class TrialGate:
+    """A half-open breaker letting this delivery through as its one trial."""
+
+    def __init__(self) -> None:
+        self.done_calls: list[bool] = []
+
+    def admit(self, connection_id):
+        from flows.ports import Admission
+
+        return Admission(True, trial=True)
+
+    def done(self, connection_id, admission, *, healthy):
+        self.done_calls.append(healthy)
+
+
+class UncountingLedger(MemoryLedger):
+    def fail(self, run_id, step_id, *, status, uncounted=False, **_):
+        attempts = self.rows[(run_id, step_id)].attempts - (1 if uncounted else 0)
+        self.rows[(run_id, step_id)] = DeliveryRecord(status, attempts)
+
+
+def test_a_failed_breaker_trial_waits_and_gives_the_attempt_back():
+    ledger = UncountingLedger()
+    r = runner(ledger)
+    r.gate = TrialGate()
+    r.connections = type(
+        "OneConnection", (), {"resolve": lambda self, cid: ResolvedConnection("recorder", {}, {})}
+    )()
+    one = flow(
+        {
+            "id": "d",
+            "type": "deliver",
+            "connector": "recorder",
+            "connection_id": 4,
+            "retry": {"max_attempts": 1},
+        },
+        edges=[("trigger", "d")],
+    )
+    for _ in range(3):  # picked as the probe three times: still not dead-lettered
+        FAILURES.append(RetryableConnectorError("connection refused"))
+        result = r.run(1, one, {})
+        assert result.status == RunStatus.RETRYING, result.reason
+        assert "circuit breaker trial failed" in result.reason
+    assert ledger.get(1, "d").attempts == 0 and r.gate.done_calls == [False] * 3
+    # A permanent answer from the trial is the run's own failure: dead-lettered at once.
+    FAILURES.append(ConnectorError("400 bad request", status_code=400))
+    assert r.run(1, one, {}).status == RunStatus.DEAD_LETTERED
+
+
 def test_no_retry_past_the_max_age():
     r = runner()
     FAILURES.append(RetryableConnectorError("503", status_code=503))
