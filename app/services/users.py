@@ -16,12 +16,15 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+PASSWORD_MIN_LENGTH = 12
+
+
 def create_user(email: str, role: str, password: str, name: str = "") -> User:
     email = normalise_email(email)
     if role not in {r.value for r in Role}:
         raise Invalid(f"role must be one of {', '.join(r.value for r in Role)}")
-    if len(password) < 8:
-        raise Invalid("password must have at least 8 characters")
+    if len(password) < PASSWORD_MIN_LENGTH:  # the CLI and the demo seed as the admin API
+        raise Invalid(f"password must have at least {PASSWORD_MIN_LENGTH} characters")
     if "@" not in email:
         raise Invalid("email must be an e-mail address")
     if find_user(email) is not None:
