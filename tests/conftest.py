@@ -118,7 +118,14 @@ def _empty_tables(app: Any) -> None:
         tables = [t for t in names if t != "alembic_version"]
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                # DELETE, not TRUNCATE: TRUNCATE gives every table and index a new file, about
+                # 0.5 s a test for ~40 mostly empty tables; DELETE of empty tables costs
+                # nothing. Replica mode skips the foreign-key triggers (any order works), and
+                # the sequences restart as TRUNCATE … RESTART IDENTITY did.
+                conn.execute(text("SET LOCAL session_replication_role = replica"))
+                for table in tables:
+                    conn.execute(text(f'DELETE FROM "{table}"'))
+                conn.execute(text("SELECT setval(oid, 1, false) FROM pg_class WHERE relkind = 'S'"))
             else:
                 for table in tables:
                     conn.execute(text(f"DELETE FROM {table}"))

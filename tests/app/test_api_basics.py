@@ -82,6 +82,23 @@ def test_openapi_documents_every_route(client, app):
     assert "/hooks/{slug}" in spec["paths"] and "/api/v1/mappings/preview" in spec["paths"]
 
 
+def test_the_document_built_on_first_read_is_whole_for_concurrent_readers(app):
+    """The OpenAPI document is built lazily (app/extensions.py): threads reading it at once
+    all wait for the whole document, none sees it half built."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.extensions import api
+
+    assert api._undocumented  # nothing documented yet: start-up did not pay for it
+
+    def paths(_):
+        return len(api.spec.to_dict()["paths"])
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = set(pool.map(paths, range(8)))
+    assert len(counts) == 1 and counts.pop() > 60
+
+
 def test_flow_schema_and_connector_catalogue_are_served(client, make_user):
     _, headers = make_user("analyst")
     schema = client.get("/api/v1/schemas/flow", headers=headers).get_json()
