@@ -1,6 +1,9 @@
-"""Operations commands: ``flask --app app retention run [--days N]``."""
+"""Operations commands: ``flask --app app retention run [--days N]``,
+``flask --app app rollup backfill [--since DATE]``."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -26,5 +29,23 @@ def retention_run_command(days: int | None) -> None:
     click.echo(str(prune(days)))
 
 
+rollup_cli = AppGroup("rollup", help="Dashboard statistics: roll runs up into run_stats.")
+
+
+@rollup_cli.command("backfill")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]),
+    default=None,
+    help="Recount from this UTC date (floored to the hour); default: the oldest run.",
+)
+def rollup_backfill_command(since: datetime | None) -> None:
+    """Recount the buckets from the runs table from --since on, then catch up to now."""
+    from app.services.rollup import backfill
+
+    click.echo(str(backfill(since)))
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(retention_cli)
+    app.cli.add_command(rollup_cli)

@@ -29,6 +29,8 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
 class LazilyDocumentedApi(Api):
     """flask-smorest's Api, but the OpenAPI document is built on first read, not at start-up.
 

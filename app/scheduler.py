@@ -1,8 +1,9 @@
 """Scheduler process (``python -m app.scheduler``): the recovery sweep on a fixed beat.
 
-Each beat: fire due cron schedules (app.services.triggers), then the sweep, then alert
-evaluation (app.services.alerts, at most every FLOWGATE_ALERT_INTERVAL_SECONDS) and the daily
-reconciliation. Polls (app.services.polling) run after the schedules, each at its interval.
+Each beat (see :func:`chores`): fire due cron schedules (app.services.triggers), polls at
+their intervals (app.services.polling), the sweep, alert evaluation (app.services.alerts, at
+most every FLOWGATE_ALERT_INTERVAL_SECONDS) and the daily reconciliation, the notification
+outbox, the dashboard roll-up and retention.
 """
 
 from __future__ import annotations
@@ -10,19 +11,66 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from datetime import datetime
 
+from flask import Flask
 from rq.registry import StartedJobRegistry
 
 from app import create_app
 from app.extensions import db
 from app.logging_setup import configure_logging
 from app.queues import run_queue
-from app.services import alerts, reconciliation, retention
+from app.services import alerts, outbox, reconciliation, retention, rollup
 from app.services.polling import fire_due_polls
 from app.services.sweep import sweep
 from app.services.triggers import fire_due_schedules, scheduler_now
 
 log = logging.getLogger("flowgate.scheduler")
+
+
+def _sweep(app: Flask) -> None:
+    sweep(app)
+    # RQ notices jobs of killed workers lazily; the SQL lease is our truth, this only keeps
+    # RQ's own registries tidy.
+    StartedJobRegistry(queue=run_queue(app)).cleanup()
+
+
+def _alerts(app: Flask) -> None:
+    alerts.tick(app)  # a Redis lock keeps two schedulers from both alerting
+    reconciliation.daily(app)
+
+
+def chores(app: Flask, now: datetime) -> list[tuple[str, Callable[[], object]]]:
+    """One beat's work, in order. Schedules come first (a slow sweep must not make a tick
+    late, and so skipped); alerts come after the sweep; each chore fails on its own."""
+    return [
+        ("schedules", lambda: fire_due_schedules(app, now)),
+        # Polls at their own intervals, one scheduler per flow (claimed in SQL).
+        ("polls", lambda: fire_due_polls(app, now.replace(tzinfo=None))),
+        ("sweep", lambda: _sweep(app)),
+        ("alerts", lambda: _alerts(app)),
+        # Queued e-mails and webhooks (review decisions, manual resolves) and due retries;
+        # alert evaluation already sent its own first attempts above.
+        ("outbox", lambda: outbox.tick(app)),
+        # Dashboard statistics: a primary-key read most beats, a roll-up once a minute.
+        ("rollup", lambda: rollup.tick(app)),
+        # At most once an hour across schedulers (a Redis key is lock and timer).
+        ("retention", lambda: retention.tick(app)),
+    ]
+
+
+def beat(app: Flask) -> None:
+    with app.app_context():
+        try:
+            for name, chore in chores(app, scheduler_now(app)):
+                try:
+                    chore()
+                except Exception:  # keep beating: one failing chore must not stop recovery
+                    log.exception("scheduler.%s_failed", name)
+                    db.session.rollback()
+        finally:
+            db.session.remove()
 
 
 def main() -> None:
@@ -34,39 +82,7 @@ def main() -> None:
     interval = app.config["FLOWGATE_SWEEP_INTERVAL_SECONDS"]
     log.info("scheduler.started interval=%ss", interval)
     while not stop.is_set():
-        with app.app_context():
-            now = scheduler_now(app)
-            try:  # schedules first: a slow sweep must not make a tick late (and skipped)
-                fire_due_schedules(app, now)
-            except Exception:  # keep beating: a schedule error must not stop recovery
-                log.exception("scheduler.schedules_failed")
-                db.session.rollback()
-            try:  # polls at their own intervals, one scheduler per flow (claimed in SQL)
-                fire_due_polls(app, now.replace(tzinfo=None))
-            except Exception:
-                log.exception("scheduler.polls_failed")
-                db.session.rollback()
-            try:
-                sweep(app)
-                # RQ notices jobs of killed workers lazily; the SQL lease is our truth, this
-                # only keeps RQ's own registries tidy.
-                StartedJobRegistry(queue=run_queue(app)).cleanup()
-            except Exception:  # keep beating: one bad sweep must not stop recovery
-                log.exception("scheduler.sweep_failed")
-                db.session.rollback()
-            try:  # alerts after the sweep; a Redis lock keeps two schedulers from both alerting
-                alerts.tick(app)
-                reconciliation.daily(app)
-            except Exception:
-                log.exception("scheduler.alerts_failed")
-                db.session.rollback()
-            try:  # at most once an hour across schedulers (a Redis key is lock and timer)
-                retention.tick(app)
-            except Exception:
-                log.exception("scheduler.retention_failed")
-                db.session.rollback()
-            finally:
-                db.session.remove()
+        beat(app)
         stop.wait(min(interval, app.config["FLOWGATE_ALERT_INTERVAL_SECONDS"]))
     log.info("scheduler.stopped")
 

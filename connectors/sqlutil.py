@@ -260,6 +260,96 @@ def _mysql_tls_context(mode: str, server_name: str) -> Any:
     return context
 
 
+# --- read-only SELECTs (reconciliation checks, connectors.sql_read) ---
+
+_EXPLAIN = {"postgresql": "EXPLAIN ", "mysql": "EXPLAIN ", "sqlite": "EXPLAIN QUERY PLAN "}
+
+
+def read_only_rows(
+    db: Database,
+    sql: str,
+    params: dict[str, Any],
+    *,
+    max_rows: int,
+    redact: Redactor,
+    explain: bool = False,
+) -> list[dict[str, Any]]:
+    """Run one SELECT in a read-only transaction with a statement timeout (the target's
+    ``timeout``); at most ``max_rows`` rows, more is a ConnectorError. ``explain``: only
+    have the database plan it (syntax, tables, rights), nothing is read.
+
+    The pooled connection is discarded afterwards: session settings made here (or by the
+    SELECT, e.g. PostgreSQL's ``set_config``) must never reach the next user of the pool.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    deadline = time.monotonic() + db.target.timeout
+    failure: ConnectorError | None = None
+    rows: list[dict[str, Any]] = []
+    try:
+        with db.engine.connect() as conn:
+            try:
+                _read_only(conn, db.target, deadline, max_rows + 1)
+                if explain:
+                    conn.execute(text(_EXPLAIN[db.target.dialect] + sql), params).all()
+                else:
+                    # A huge result is never loaded whole: PostgreSQL reads it through a
+                    # server-side cursor, MySQL stops at sql_select_limit (see _read_only),
+                    # SQLite steps through it row by row anyway.
+                    streamed = db.target.dialect == "postgresql"
+                    result = conn.execution_options(stream_results=streamed).execute(
+                        text(sql), params
+                    )
+                    try:
+                        fetched = result.fetchmany(max_rows + 1)
+                    finally:
+                        result.close()  # before the invalidate below: closes the cursor
+                    if len(fetched) > max_rows:
+                        raise ConnectorError(
+                            f"the SELECT returned more than {max_rows} rows: select only "
+                            "the ids of the day, or a count"
+                        )
+                    rows = [dict(row._mapping) for row in fetched]
+            finally:
+                conn.invalidate()
+    except ConnectorError as exc:
+        failure = exc
+    except SQLAlchemyError as exc:
+        if time.monotonic() >= deadline:
+            failure = RetryableConnectorError(
+                f"the SELECT ran longer than {db.target.timeout:g} s (the connection's timeout)"
+            )
+        else:
+            failure = classify(exc, redact, action="running the SELECT")
+    if failure is not None:
+        raise failure  # out here, so the driver's exception is not chained on
+    return rows
+
+
+def _read_only(conn: Connection, target: Target, deadline: float, row_limit: int) -> None:
+    from sqlalchemy import text
+
+    millis = max(1, round(target.timeout * 1000))
+    if target.dialect == "postgresql":
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+        conn.execute(text(f"SET LOCAL statement_timeout = {millis}"))
+    elif target.dialect == "mysql":
+        if conn.dialect.is_mariadb:  # type: ignore[attr-defined]
+            conn.execute(text(f"SET SESSION max_statement_time = {millis / 1000:.3f}"))
+        else:
+            conn.execute(text(f"SET SESSION max_execution_time = {millis}"))
+        # The server stops after row_limit rows (PyMySQL's streaming cursor cannot be
+        # abandoned half read without a noisy drain).
+        conn.execute(text(f"SET SESSION sql_select_limit = {int(row_limit)}"))
+        conn.execute(text("START TRANSACTION READ ONLY"))
+    else:
+        conn.execute(text("PRAGMA query_only = ON"))
+        raw = conn.connection.driver_connection
+        # SQLite has no statement timeout: its progress handler aborts a running statement.
+        raw.set_progress_handler(lambda: int(time.monotonic() >= deadline), 10_000)
+
+
 # --- failure classes ---
 
 # PostgreSQL SQLSTATE: connection exceptions, transaction rollbacks (serialization failure,

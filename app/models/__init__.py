@@ -7,10 +7,12 @@ from app.models.connection import Connection
 from app.models.demo import DemoOmsOrder
 from app.models.flow import Flow, FlowVersion, Review, VersionStatus
 from app.models.notification import Notification
+from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.poll_state import PollState
 from app.models.reconciliation import ReconciliationCheck, ReconciliationReport
 from app.models.run import Delivery, Run, RunStep
 from app.models.run_key import RunKey
+from app.models.run_stats import RunStats, RunStatsWatermark
 from app.models.system import Criticality, System, SystemKind
 from app.models.user import ApiToken, Role, User
 
@@ -30,12 +32,16 @@ __all__ = [
     "Flow",
     "FlowVersion",
     "Notification",
+    "OutboxMessage",
+    "OutboxStatus",
     "PollState",
     "Review",
     "Role",
     "Run",
     "RunStep",
     "RunKey",
+    "RunStats",
+    "RunStatsWatermark",
     "System",
     "SystemKind",
     "User",

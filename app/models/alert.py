@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models._types import JSONType, utcnow
 from app.models.flow import Flow
+from app.models.outbox import OutboxMessage
 from app.models.user import User
 
 
@@ -75,7 +76,9 @@ class Alert(db.Model):
 
 
 class AlertNotification(db.Model):
-    """One message sent (or attempted) for an alert: channel, recipient, outcome."""
+    """One message for an alert: channel, recipient, outcome. E-mails and webhooks go
+    through the outbox (``outbox``): their outcome (status, attempts, last error) is the
+    outbox row's; ``ok``/``error`` hold the outcome of in-app and unsendable ones."""
 
     __tablename__ = "alert_notifications"
 
@@ -86,6 +89,10 @@ class AlertNotification(db.Model):
     purpose: Mapped[str] = mapped_column(String(20))  # opened | escalated | resolved
     ok: Mapped[bool] = mapped_column(default=True)
     error: Mapped[str | None] = mapped_column(Text)
-    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)  # when it was logged (queued)
+    outbox_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_outbox.id", ondelete="SET NULL"), index=True
+    )
 
     alert: Mapped[Alert] = relationship(back_populates="notifications")
+    outbox: Mapped[OutboxMessage | None] = relationship(lazy="joined")

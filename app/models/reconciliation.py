@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -29,11 +29,16 @@ class ReconciliationReport(db.Model):
 
 
 class ReconciliationCheck(db.Model):
-    """An external check: ask a source or destination system for its ids of the day.
+    """An external check: ask a source or destination system for its ids (or count) of the day.
 
-    HTTP only for now: a GET through a connection (auth, egress guard) at ``path`` with
-    ``query`` (``{day}`` in a value is replaced by the ISO date), and a JSONata expression
-    ``ids`` evaluated on the JSON answer giving the list of business keys.
+    ``kind`` says how: ``http`` GETs ``path`` with ``query`` through the connection (auth,
+    egress guard; ``{day}`` in a value becomes the ISO date); ``sql`` runs the read-only
+    SELECT ``sql`` on a SQL connection with the day's bounds as named parameters (``:day``,
+    ``:day_start``, ``:day_end``). The JSONata ``ids_expression`` is evaluated on the JSON
+    answer (HTTP) or on the rows as a list of objects (SQL) and gives the business keys
+    (``mode`` ``ids``) or one number (``mode`` ``count``: compared as counts, no ids listed).
+    ``step_id`` names the deliver step a destination check covers (a forced re-send of a
+    missing id goes there); None: found from the connection's system.
     """
 
     __tablename__ = "reconciliation_checks"
@@ -42,10 +47,14 @@ class ReconciliationCheck(db.Model):
     flow_id: Mapped[int] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     side: Mapped[str] = mapped_column(String(20))  # source | destination
+    kind: Mapped[str] = mapped_column(String(10), default="http", server_default="http")
+    mode: Mapped[str] = mapped_column(String(10), default="ids", server_default="ids")
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(2048), default="/")
     query: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    sql: Mapped[str | None] = mapped_column(Text)
     ids_expression: Mapped[str] = mapped_column(String(2000))
+    step_id: Mapped[str | None] = mapped_column(String(64))
     tolerance: Mapped[int] = mapped_column(default=0)
     enabled: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,8 +1,8 @@
-"""User creation and the read-only settings view (admins)."""
+"""User creation, the read-only settings view and the notification outbox (admins)."""
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import StrictSchema
+from app.schemas.common import StrictSchema, UtcDateTime
 
 
 class UserCreateSchema(StrictSchema):
@@ -31,3 +31,34 @@ class SettingSchema(Schema):
 
 class SettingListSchema(Schema):
     items = fields.List(fields.Nested(SettingSchema))
+
+
+class OutboxQuerySchema(Schema):
+    status = fields.Str(load_default=None, validate=validate.OneOf(["pending", "sent", "failed"]))
+    limit = fields.Int(load_default=50, validate=validate.Range(min=1, max=500))
+    offset = fields.Int(load_default=0, validate=validate.Range(min=0))
+
+
+class OutboxMessageSchema(Schema):
+    id = fields.Int()
+    channel = fields.Str(metadata={"description": "email or webhook"})
+    recipient = fields.Str(metadata={"description": "addresses; a webhook by host only"})
+    subject = fields.Str()
+    purpose = fields.Str(metadata={"description": "e.g. alert.opened, review.approved"})
+    status = fields.Str(metadata={"description": "pending, sent or failed (gave up)"})
+    attempts = fields.Int()
+    max_attempts = fields.Int()
+    next_attempt_at = UtcDateTime(allow_none=True)
+    last_attempt_at = UtcDateTime(allow_none=True)
+    last_error = fields.Str(allow_none=True, metadata={"description": "redacted"})
+    created_at = UtcDateTime()
+    sent_at = UtcDateTime(allow_none=True)
+    alert_id = fields.Int(allow_none=True)
+    flow_version_id = fields.Int(allow_none=True)
+    link = fields.Str(allow_none=True, metadata={"description": "the alert or review (UI path)"})
+
+
+class OutboxListSchema(Schema):
+    items = fields.List(fields.Nested(OutboxMessageSchema))
+    total = fields.Int()
+    counts = fields.Dict(keys=fields.Str(), values=fields.Int())

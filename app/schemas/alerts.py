@@ -13,12 +13,17 @@ class AlertQuerySchema(Schema):
 
 
 class AlertNotificationSchema(Schema):
-    channel = fields.Str()
+    channel = fields.Str(metadata={"description": "email, webhook, in_app or grouped"})
     recipient = fields.Str()
     purpose = fields.Str()
-    ok = fields.Bool()
-    error = fields.Str(allow_none=True)
-    sent_at = UtcDateTime()
+    ok = fields.Bool(metadata={"description": "delivered (e-mail and webhook: once sent)"})
+    error = fields.Str(allow_none=True, metadata={"description": "the last error, redacted"})
+    sent_at = UtcDateTime(metadata={"description": "when it was logged (queued)"})
+    status = fields.Str(metadata={"description": "pending (retrying), sent or failed"})
+    attempts = fields.Int(allow_none=True, metadata={"description": "outbox attempts so far"})
+    next_attempt_at = UtcDateTime(allow_none=True, metadata={"description": "while pending"})
+    delivered_at = UtcDateTime(allow_none=True)
+    outbox_id = fields.Int(allow_none=True, metadata={"description": "GET /outbox (admins)"})
 
 
 class AlertSchema(Schema):

@@ -7,7 +7,10 @@ from app.schemas.common import UtcDateTime
 
 class SeriesSchema(Schema):
     runs = fields.List(fields.Int(), metadata={"description": "runs received per bucket"})
-    failed = fields.List(fields.Int(), metadata={"description": "of which failed"})
+    failed = fields.List(
+        fields.Int(),
+        metadata={"description": "runs dead-lettered or rejected per bucket, by finish time"},
+    )
 
 
 class SparklinesSchema(Schema):
@@ -18,12 +21,19 @@ class SparklinesSchema(Schema):
 class HealthSchema(Schema):
     messages_per_minute = fields.Float(metadata={"description": "runs received, last hour"})
     runs_last_hour = fields.Int()
-    failed_last_hour = fields.Int()
-    success_rate = fields.Float(allow_none=True, metadata={"description": "0..1, last hour"})
+    failed_last_hour = fields.Int(
+        metadata={"description": "runs dead-lettered or rejected in the last hour"}
+    )
+    success_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "0..1: succeeded or filtered / runs finished in the last hour"},
+    )
     dead_letters = fields.Int(metadata={"description": "runs dead-lettered now"})
     backlog = fields.Int(metadata={"description": "runs queued or waiting for a retry now"})
     running = fields.Int()
-    latency_p50_seconds = fields.Float(allow_none=True)
+    latency_p50_seconds = fields.Float(
+        allow_none=True, metadata={"description": "received to finished, runs that succeeded"}
+    )
     latency_p95_seconds = fields.Float(allow_none=True)
     breaker = fields.Str(metadata={"description": "worst breaker state: closed/half_open/open"})
     last_success_at = UtcDateTime(allow_none=True)

@@ -12,7 +12,8 @@ and then per flow and rule kind:
   contract's on-call contact (e-mail + its webhook) once;
 - not firing and an active (open or acknowledged) alert → resolve it (``auto``).
 
-Notifications are sent after the commit and logged as ``AlertNotification`` rows.
+Notifications are queued in the outbox in the same transaction as the alert changes, logged
+as ``AlertNotification`` rows, and sent right after the commit (retries: the outbox tick).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from app.models import (
     VersionStatus,
 )
 from app.models._types import utcnow
-from app.services import alert_notify
+from app.services import alert_notify, outbox
 from app.services.alert_rules import effective_rules
 from flows import alerting
 from flows.alerting import BreakerView, BusinessHours, Finding, RunOutcome
@@ -465,7 +466,7 @@ def evaluate(app: Flask, now: datetime | None = None) -> dict[str, int]:
             if change is not None:
                 changes.append((f, *change))
     _close_orphans([f.flow.id for f in facts], now)
-    db.session.commit()
+    db.session.flush()  # alert ids for the notifications, committed together below
     counts = {"opened": 0, "escalated": 0, "resolved": 0}
     # One outage trips several rules at once (consecutive failures, breaker, failure rate):
     # per flow and purpose, the most severe alert is sent and names the others.
@@ -481,6 +482,8 @@ def evaluate(app: Flask, now: datetime | None = None) -> dict[str, int]:
         (f, lead), others = members[0], [m[1] for m in members[1:]]
         alert_notify.route(lead, f.version.contract, purpose, also=others)
     db.session.commit()
+    if changes:  # the first attempt at once: the owner hears within one evaluation
+        outbox.deliver_due(app)
     return counts
 
 

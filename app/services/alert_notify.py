@@ -6,7 +6,10 @@
   contract's ``on_call`` e-mail and webhook, the global webhook, and the owner in-app;
 - resolved: the owner (e-mail, in-app) and the global webhook.
 
-Every attempt is logged as an ``AlertNotification`` (channel, recipient, ok, error); a failed
+Every message is logged as an ``AlertNotification`` (channel, recipient, purpose). In-app
+rows are written at once; e-mails and webhooks are queued in the notification outbox
+(:mod:`app.services.outbox`) in the caller's transaction, which sends and retries them: the
+log shows the outbox row's status, attempts and last error (:func:`log_of`). A failed
 channel never stops the others. The caller commits.
 """
 
@@ -15,13 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import current_app
 
 from app.extensions import db
-from app.models import Alert, AlertNotification, Flow, User
-from app.services import notify
+from app.models import Alert, AlertNotification, Flow, OutboxMessage, User
+from app.services import notify, outbox
 
 log = logging.getLogger("flowgate.alerts")
 
@@ -94,26 +96,64 @@ def _email(alert: Alert, purpose: str, also: list[Alert]) -> tuple[str, str]:
     return subject[:250], "\n".join(lines)
 
 
-def _redacted_url(url: str) -> str:
-    """Chat webhook URLs carry their token in the path: log only scheme and host."""
-    parts = urlsplit(url)
-    return (
-        f"{parts.scheme}://{parts.hostname or '?'}{':' + str(parts.port) if parts.port else ''}/…"
-    )
-
-
-def _attempt(alert: Alert, channel: str, recipient: str, purpose: str, send: Any) -> None:
+def _in_app(alert: Alert, recipient: str, purpose: str, send: Any) -> None:
     entry = AlertNotification(
-        alert_id=alert.id, channel=channel, recipient=recipient[:500], purpose=purpose
+        alert_id=alert.id, channel="in_app", recipient=recipient[:500], purpose=purpose
     )
     try:
         send()
     except Exception as exc:  # one channel failing never stops the others
         entry.ok, entry.error = False, str(exc)[:1000]
-        log.warning(
-            "alerts.notification_failed alert_id=%s channel=%s error=%s", alert.id, channel, exc
-        )
+        log.warning("alerts.notification_failed alert_id=%s channel=in_app error=%s", alert.id, exc)
     db.session.add(entry)
+
+
+def _queued(
+    alert: Alert, channel: str, recipient: str, purpose: str, message: OutboxMessage | None
+) -> None:
+    entry = AlertNotification(
+        alert_id=alert.id,
+        channel=channel,
+        recipient=recipient[:500],
+        purpose=purpose,
+        outbox=message,
+    )
+    if message is None:  # e-mail is switched off: say so rather than claim it was sent
+        entry.ok, entry.error = False, "not sent: no SMTP server is configured (FLOWGATE_SMTP_URL)"
+    db.session.add(entry)
+
+
+def log_of(alert: Alert) -> list[dict[str, Any]]:
+    """Every notification of ``alert`` with its outcome: the outbox row's for e-mails and
+    webhooks (``ok`` only once sent), the logged one for in-app and grouped rows."""
+    items = []
+    for n in alert.notifications:
+        row = n.outbox
+        item = {
+            "channel": n.channel,
+            "recipient": n.recipient,
+            "purpose": n.purpose,
+            "sent_at": n.sent_at,
+            "ok": n.ok,
+            "error": n.error,
+            "status": "sent" if n.ok else "failed",
+            "attempts": None,
+            "next_attempt_at": None,
+            "delivered_at": None,
+            "outbox_id": None,
+        }
+        if row is not None:
+            item.update(
+                ok=row.status == outbox.SENT,
+                error=row.last_error,
+                status=row.status,
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at if row.status == outbox.PENDING else None,
+                delivered_at=row.sent_at,
+                outbox_id=row.id,
+            )
+        items.append(item)
+    return items
 
 
 def route(
@@ -141,9 +181,8 @@ def route(
             )
         )
     if owner is not None:
-        _attempt(
+        _in_app(
             alert,
-            "in_app",
             owner.email,
             purpose,
             lambda: notify.notify_in_app(
@@ -160,19 +199,14 @@ def route(
     global_hook = current_app.config.get("FLOWGATE_ALERT_WEBHOOK_URL")
     if global_hook:
         webhooks.append(global_hook)
+    kind = f"alert.{purpose}"
     for address in dict.fromkeys(emails):
-        _attempt(
-            alert,
-            "email",
-            address,
-            purpose,
-            lambda a=address: notify.send_email([a], subject, body),
+        message = (
+            outbox.email([address], subject, body, purpose=kind, alert_id=alert.id)
+            if notify.smtp_configured()
+            else None
         )
+        _queued(alert, "email", address, purpose, message)
     for url in dict.fromkeys(webhooks):
-        _attempt(
-            alert,
-            "webhook",
-            _redacted_url(url),
-            purpose,
-            lambda u=url: notify.post_webhook(u, body_json),
-        )
+        message = outbox.webhook(url, body_json, purpose=kind, alert_id=alert.id)
+        _queued(alert, "webhook", notify.redacted_url(url), purpose, message)

@@ -55,17 +55,7 @@ def view(alert: Alert, *, with_notifications: bool = False) -> dict[str, Any]:
         "mttr_seconds": _seconds(alert.opened_at, alert.resolved_at),
     }
     if with_notifications:
-        data["notifications"] = [
-            {
-                "channel": n.channel,
-                "recipient": n.recipient,
-                "purpose": n.purpose,
-                "ok": n.ok,
-                "error": n.error,
-                "sent_at": n.sent_at,
-            }
-            for n in alert.notifications
-        ]
+        data["notifications"] = alert_notify.log_of(alert)
     return data
 
 

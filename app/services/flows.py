@@ -180,7 +180,7 @@ def submit_version(
     flow_id: int, number: int, actor: User, contract: Any = KEEP_CONTRACT
 ) -> FlowVersion:
     """Submit a draft (``contract``, if given, is stored on it first); the contract must be
-    complete. Owners other than the author are notified once it is committed."""
+    complete. Owners other than the author are notified (queued with the commit)."""
     version = get_version(flow_id, number)
     if version.status != VersionStatus.DRAFT.value:
         raise Conflict(f"version {number} is {version.status}; only a draft can be submitted")
@@ -201,8 +201,8 @@ def submit_version(
     audit.record(
         actor, "flow.submitted", "flow_version", version.id, flow_id=flow_id, number=number
     )
+    review_notify.submitted(version, actor)  # queued in this transaction
     db.session.commit()
-    review_notify.submitted(version, actor)
     return version
 
 
@@ -244,8 +244,8 @@ def approve_version(flow_id: int, number: int, actor: User, comment: str = "") -
         number=number,
         retired=previous.number if previous is not None else None,
     )
-    db.session.commit()
     review_notify.decided(version, actor, "approved", comment)
+    db.session.commit()
     return version
 
 
@@ -267,8 +267,8 @@ def reject_version(flow_id: int, number: int, actor: User, comment: str) -> Flow
         number=number,
         comment=comment,
     )
-    db.session.commit()
     review_notify.decided(version, actor, "rejected", comment)
+    db.session.commit()
     return version
 
 

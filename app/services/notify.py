@@ -1,7 +1,8 @@
 """Outbound notifications: e-mail over SMTP, a JSON webhook, and in-app rows.
 
-``send_email`` and ``post_webhook`` raise :class:`NotificationError` on failure; callers
-decide whether that matters (governance actions log it and carry on). Settings:
+``send_email`` and ``post_webhook`` raise :class:`NotificationError` on failure, saying
+whether the server was unreachable and whether a retry can help; callers never send
+directly but queue through :mod:`app.services.outbox`, which retries. Settings:
 
 - ``FLOWGATE_SMTP_URL``: ``smtp://host:port``, ``smtp://user:pass@host:port?starttls=true``
   or ``smtps://host:port`` (implicit TLS). Unset: e-mail is skipped with a log line.
@@ -13,6 +14,7 @@ decide whether that matters (governance actions log it and carry on). Settings:
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -32,7 +34,23 @@ WEBHOOK_TIMEOUT_SECONDS = 5
 
 
 class NotificationError(Exception):
-    """An e-mail or webhook could not be delivered."""
+    """An e-mail or webhook could not be delivered.
+
+    ``unreachable``: the server did not answer (the outbox skips it for the rest of a pass);
+    ``permanent``: the receiver refused this message for good (a retry cannot help)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False, permanent: bool = False):
+        super().__init__(message)
+        self.unreachable, self.permanent = unreachable, permanent
+
+
+def _refused_for_good(exc: Exception) -> bool:
+    # Every recipient refused with a 5xx reply (550 no such user): the same message to the
+    # same address is refused again. Other 5xx replies (auth, sender) are configuration.
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(code >= 500 for code in codes)
+    return False
 
 
 def _smtp_settings(url: str) -> dict[str, Any]:
@@ -83,7 +101,13 @@ def send_email(to: list[str], subject: str, body: str) -> None:
                 client.login(settings["username"], settings["password"] or "")
             client.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
-        raise NotificationError(f"e-mail to {len(recipients)} recipient(s) failed: {exc}") from exc
+        raise NotificationError(
+            f"e-mail to {len(recipients)} recipient(s) failed: {exc}",
+            unreachable=isinstance(
+                exc, OSError | smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected
+            ),
+            permanent=_refused_for_good(exc),
+        ) from exc
     log.info("notify.email_sent recipients=%d subject=%r", len(recipients), subject)
 
 
@@ -94,9 +118,14 @@ def post_webhook(url: str, payload: dict[str, Any]) -> None:
             url, json=payload, timeout=WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False
         )
     except Exception as exc:  # egress refusal, connection error, timeout
-        raise NotificationError(f"webhook failed: {exc}") from exc
-    if not 200 <= response.status_code < 300:
-        raise NotificationError(f"webhook answered HTTP {response.status_code}")
+        raise NotificationError(f"webhook failed: {exc}", unreachable=True) from exc
+    status = response.status_code
+    if not 200 <= status < 300:
+        # A 4xx is the receiver's answer to this message; 408/425/429 and 5xx are "later".
+        raise NotificationError(
+            f"webhook answered HTTP {status}",
+            permanent=400 <= status < 500 and status not in (408, 425, 429),
+        )
     log.info("notify.webhook_sent status=%d", response.status_code)
 
 
@@ -109,3 +138,44 @@ def notify_in_app(user_id: int, kind: str, title: str, body: str, link: str | No
 
 def configured_webhook() -> str | None:
     return current_app.config.get("FLOWGATE_NOTIFY_WEBHOOK_URL") or None
+
+
+def smtp_configured() -> bool:
+    return bool(current_app.config.get("FLOWGATE_SMTP_URL"))
+
+
+def redacted_url(url: str) -> str:
+    """Chat webhook URLs carry their token in the path or query: keep scheme, host, port."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if _port(parts) else ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}/…"
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # a malformed port: show none
+        return None
+
+
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact(text: str, *urls: str | None) -> str:
+    """``text`` (an error message) without the secrets of ``urls``: their path, query,
+    query values and password are cut out wherever they appear (libraries quote the
+    request path on its own), and any URL left is shown as scheme://host/…."""
+    secrets: set[str] = set()
+    for url in filter(None, urls):
+        parts = urlsplit(url)
+        secrets.add(url)
+        if parts.path not in ("", "/"):
+            secrets.add(parts.path)
+        if parts.query:
+            secrets.update({parts.query, f"{parts.path}?{parts.query}"})
+            secrets.update(v for vs in parse_qs(parts.query).values() for v in vs if len(v) > 2)
+        if parts.password:
+            secrets.update({parts.password, unquote(parts.password)})
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: whole URL, then parts
+        text = text.replace(secret, "…")
+    return _URL.sub(lambda m: redacted_url(m.group(0)), text)

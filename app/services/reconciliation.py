@@ -1,8 +1,9 @@
 """Reconciliation per flow and day: counts received vs delivered vs dead-lettered vs filtered
 per destination, differences by business key, and external checks against the systems' own
 id lists. A report with differences opens a ``reconciliation`` alert (routed like any alert);
-the next clean report resolves it. Differences that are dead letters are replayed in one
-action (:func:`replay_differences`, the dead-letter replay).
+the next clean report resolves it. External checks (HTTP or SQL) live in
+``app.services.reconciliation_checks``; the one-action replay of a report's differences in
+``app.services.reconciliation_replay``.
 
 Days are local days in the flow's contract time zone (business hours), else UTC. The
 scheduler reconciles yesterday once per flow (:func:`daily`), after 00:15 local time.
@@ -15,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import func, select
 
 from app import runtime
@@ -28,7 +29,6 @@ from app.models import (
     Delivery,
     Flow,
     FlowVersion,
-    ReconciliationCheck,
     ReconciliationReport,
     Role,
     Run,
@@ -36,11 +36,9 @@ from app.models import (
     VersionStatus,
 )
 from app.models._types import utcnow
-from app.services import alert_notify, audit, dead_letters
+from app.services import alert_notify, audit, reconciliation_checks
 from app.services.alert_rules import live_contract
-from connectors.base import ConnectorContext, ConnectorError, Poller
-from flows import mapping, reconcile
-from flows.alerting import BusinessHours
+from flows import reconcile
 from flows.definition import base_step_id
 
 log = logging.getLogger("flowgate.reconciliation")
@@ -48,9 +46,7 @@ MAX_DIFFERENCES = 1000
 _ACTIVE = (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value)
 
 
-def _timezone(flow: Flow) -> str:
-    hours = BusinessHours.from_contract(live_contract(flow))
-    return hours.timezone if hours else "UTC"
+_timezone = reconciliation_checks.flow_timezone
 
 
 def _get_flow(flow_id: int) -> Flow:
@@ -131,98 +127,14 @@ def internal(flow: Flow, day: date) -> dict[str, Any]:
     }
 
 
-# -- external checks ---------------------------------------------------------------------
-
-
-def _evaluator(app: Flask) -> Any:
-    evaluator = runtime.mapping_evaluator(app)
-
-    def evaluate(expression: str, data: Any) -> Any:
-        try:
-            return evaluator.evaluate(expression, data)
-        except mapping.MappingError as exc:
-            raise ConnectorError(f"{exc.code}: {exc.message}") from None
-
-    return evaluate
-
-
-def _their_ids(check: ReconciliationCheck, day: date) -> list[Any]:
-    """GET through the connection (auth, egress guard) and extract the ids with JSONata,
-    using the poll_http connector for one page (the same code path as an HTTP poll)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    connection = db.session.get(Connection, check.connection_id)
-    if connection is None:
-        raise ConnectorError(f"connection {check.connection_id} no longer exists")
-    if connection.connector_key not in ("http", "poll_http"):
-        raise ConnectorError("external checks read HTTP connections only")
-    query = {
-        k: str(v).replace("{day}", day.isoformat()) if isinstance(v, str) else v
-        for k, v in (check.query or {}).items()
-    }
-    poller = runtime.registry(app).create("poll_http")
-    assert isinstance(poller, Poller)
-    ctx = ConnectorContext(
-        connection_config=dict(connection.config or {}),
-        secrets=runtime.secret_box(app).decrypt(connection.secrets_encrypted),
-        step_config={
-            "path": check.path.replace("{day}", day.isoformat()),
-            "query": query,
-            "items": check.ids_expression,
-            "id": "$string($)",
-            "next_cursor": "''",
-        },
-        logger=logging.getLogger("flowgate.reconciliation.http"),
-        http=runtime.http_session(app),
-        egress=runtime.egress_policy(app),
-        evaluate=_evaluator(app),
-    )
-    return [item.id for item in poller.poll(ctx, None).items]
-
-
-def _our_ids(flow: Flow, day: date, side: str) -> list[str]:
-    start, end = reconcile.day_bounds(day, _timezone(flow))
-    stmt = select(Run.business_key).where(
-        Run.flow_id == flow.id,
-        Run.received_at >= start,
-        Run.received_at < end,
-        Run.business_key.is_not(None),
-    )
-    if side == "destination":  # what we claim to have delivered
-        stmt = stmt.where(Run.status == "succeeded")
-    return list(db.session.execute(stmt).scalars())
-
-
-def external(flow: Flow, day: date) -> list[dict[str, Any]]:
-    checks = db.session.execute(
-        select(ReconciliationCheck).where(
-            ReconciliationCheck.flow_id == flow.id, ReconciliationCheck.enabled.is_(True)
-        )
-    ).scalars()
-    results = []
-    for check in checks:
-        base = {"check_id": check.id, "name": check.name, "side": check.side}
-        try:
-            theirs = _their_ids(check, day)
-        except (ConnectorError, ValueError) as exc:
-            message = getattr(exc, "message", str(exc))
-            results.append({**base, "ok": False, "error": message})
-            continue
-        compared = reconcile.compare_ids(_our_ids(flow, day, check.side), theirs, check.tolerance)
-        results.append({**base, **compared.to_dict(), "error": None})
-    return results
-
-
 # -- reports, alerts, replay -------------------------------------------------------------
 
 
 def run_report(flow_id: int, day: date, actor: User | None, trigger: str) -> ReconciliationReport:
     flow = _get_flow(flow_id)
     result = internal(flow, day)
-    result["external"] = external(flow, day)
-    count = len(result["differences"]) + sum(
-        len(e.get("missing", [])) + len(e.get("unexpected", [])) + (1 if e.get("error") else 0)
-        for e in result["external"]
-    )
+    result["external"] = reconciliation_checks.external(flow, day, _timezone(flow))
+    count = len(result["differences"]) + sum(_external_count(e) for e in result["external"])
     ok = not result["differences"] and all(e["ok"] for e in result["external"])
     report = ReconciliationReport(
         flow_id=flow.id,
@@ -238,11 +150,36 @@ def run_report(flow_id: int, day: date, actor: User | None, trigger: str) -> Rec
     if actor is not None:
         audit.record(actor, "reconciliation.run", "flow", flow.id, day=day.isoformat(), ok=ok)
     change = _alert(flow, report)
-    db.session.commit()
-    if change is not None:
+    if change is not None:  # queued in the outbox with the report and the alert
+        db.session.flush()
         alert_notify.route(change[0], live_contract(flow), change[1])
-        db.session.commit()
+    db.session.commit()
     return report
+
+
+def _external_count(check: dict[str, Any]) -> int:
+    """How many differences an external check adds: its differing ids, or for a count-only
+    check the gap between the counts, or one for a check that failed."""
+    if check.get("error"):
+        return 1
+    if check.get("ids_listed", True):
+        return len(check.get("missing", [])) + len(check.get("unexpected", []))
+    return abs(int(check.get("difference", 0)))
+
+
+def _first_mismatch(report: ReconciliationReport) -> str:
+    for check in report.result.get("external", []):
+        if check.get("ok"):
+            continue
+        if check.get("error"):
+            return f"external check '{check['name']}' failed: {check['error']}"[:500]
+        if not check.get("ids_listed", True):
+            return (
+                f"external check '{check['name']}': counts differ (ours {check['expected']}, "
+                f"theirs {check['actual']}); counts only, no ids to list"
+            )
+        return f"external check '{check['name']}' mismatch"
+    return "external check mismatch"
 
 
 def _alert(flow: Flow, report: ReconciliationReport) -> tuple[Alert, str] | None:
@@ -271,7 +208,7 @@ def _alert(flow: Flow, report: ReconciliationReport) -> tuple[Alert, str] | None
         ),
         details={"report_id": report.id, "day": report.day.isoformat()},
         system_name=None,
-        last_error=(first[0].get("reason") if first else None) or "external check mismatch",
+        last_error=(first[0].get("reason") if first else None) or _first_mismatch(report),
         run_id=first[0]["run_id"] if first else None,
         opened_at=now,
         first_failure_at=None,  # found by a check, not a failing event: no MTTD
@@ -312,84 +249,6 @@ def list_reports(flow_id: int, day: date | None, limit: int) -> list[dict[str, A
         stmt = stmt.where(ReconciliationReport.day == day)
     rows = db.session.execute(stmt.order_by(ReconciliationReport.id.desc()).limit(limit)).scalars()
     return [report_view(r) for r in rows]
-
-
-def replay_differences(flow_id: int, report_id: int, actor: User) -> dict[str, Any]:
-    """Replay, in one action, the dead letters a report listed (and the runs behind ids an
-    external check found missing at the destination), through the dead-letter replay."""
-    report = db.session.get(ReconciliationReport, report_id)
-    if report is None or report.flow_id != flow_id:
-        raise NotFound(f"flow {flow_id} has no reconciliation report {report_id}")
-    ids = {
-        d["run_id"] for d in report.result.get("differences", []) if d["status"] == "dead_lettered"
-    }
-    missing = {
-        key
-        for e in report.result.get("external", [])
-        if e.get("side") == "destination"
-        for key in e.get("missing", [])
-    }
-    if missing:
-        ids |= set(
-            db.session.execute(
-                select(Run.id).where(
-                    Run.flow_id == flow_id,
-                    Run.business_key.in_(sorted(missing)),
-                    Run.status == "dead_lettered",
-                )
-            ).scalars()
-        )
-    if not ids:
-        raise Invalid("this report lists no dead-lettered runs to replay")
-    return dead_letters.replay({"ids": sorted(ids), "version": "original", "dry_run": False}, actor)
-
-
-# -- checks configuration ----------------------------------------------------------------
-
-
-def check_view(check: ReconciliationCheck) -> dict[str, Any]:
-    return {
-        "id": check.id,
-        "name": check.name,
-        "side": check.side,
-        "connection_id": check.connection_id,
-        "path": check.path,
-        "query": check.query or {},
-        "ids_expression": check.ids_expression,
-        "tolerance": check.tolerance,
-        "enabled": check.enabled,
-    }
-
-
-def list_checks(flow_id: int) -> list[dict[str, Any]]:
-    _get_flow(flow_id)
-    rows = db.session.execute(
-        select(ReconciliationCheck)
-        .where(ReconciliationCheck.flow_id == flow_id)
-        .order_by(ReconciliationCheck.id)
-    ).scalars()
-    return [check_view(c) for c in rows]
-
-
-def put_checks(flow_id: int, checks: list[dict[str, Any]], actor: User) -> list[dict[str, Any]]:
-    """Replace the flow's external checks (owners and admins; audited)."""
-    if actor.role not in (Role.OWNER.value, Role.ADMIN.value):
-        raise Forbidden("only an integration owner or an admin can change reconciliation checks")
-    _get_flow(flow_id)
-    for item in checks:
-        connection = db.session.get(Connection, item["connection_id"])
-        if connection is None or connection.connector_key not in ("http", "poll_http"):
-            raise Invalid(f"connection {item['connection_id']} is not an HTTP connection")
-    db.session.execute(
-        ReconciliationCheck.__table__.delete().where(ReconciliationCheck.flow_id == flow_id)
-    )
-    for item in checks:
-        db.session.add(ReconciliationCheck(flow_id=flow_id, **item))
-    audit.record(
-        actor, "reconciliation_checks.updated", "flow", flow_id, checks=[c["name"] for c in checks]
-    )
-    db.session.commit()
-    return list_checks(flow_id)
 
 
 # -- the scheduler's daily run -----------------------------------------------------------

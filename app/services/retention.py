@@ -5,6 +5,8 @@ Pruning keeps each ``Run`` row with its flow, status, timings, attempts, busines
 search keys (``run_keys``), so counts, dashboards, /metrics and business-key search still
 see every message; only the data itself goes. The payload (NOT NULL) becomes the marker
 ``{"_flowgate": "pruned"}`` and ``runs.pruned_at`` is set; step input/output become NULL.
+Sent notifications (the outbox) older than the same cutoff are deleted too; failed ones stay
+until an admin retries them.
 
 The scheduler calls ``tick`` every beat; a Redis ``SET NX EX`` key makes it run at most once
 an hour across every scheduler process (the key is both the lock and the timer). Work goes
@@ -27,6 +29,7 @@ from app.extensions import db
 from app.models import Delivery, Run, RunStep
 from app.models._types import utcnow
 from app.redis_conn import get_redis
+from app.services import outbox
 from flows.results import RunStatus
 
 log = logging.getLogger("flowgate.retention")
@@ -44,6 +47,7 @@ class RetentionReport:
     cutoff: datetime
     runs: int
     steps: int
+    notifications: int = 0  # sent outbox messages deleted (failed ones wait for a retry)
 
     def __str__(self) -> str:
         return (
@@ -92,8 +96,16 @@ def prune(days: int, now: datetime | None = None, batch: int = BATCH) -> Retenti
         runs += len(ids)
         if len(ids) < batch:
             break
-    report = RetentionReport(cutoff, runs, steps)
-    log.info("retention.pruned runs=%s steps=%s cutoff=%s", runs, steps, cutoff.isoformat())
+    notifications = outbox.prune(cutoff)
+    db.session.commit()
+    report = RetentionReport(cutoff, runs, steps, notifications)
+    log.info(
+        "retention.pruned runs=%s steps=%s notifications=%s cutoff=%s",
+        runs,
+        steps,
+        notifications,
+        cutoff.isoformat(),
+    )
     return report
 
 

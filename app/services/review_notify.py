@@ -1,7 +1,8 @@
 """Who hears about review-gate events: owners of a submission, the author of a decision.
 
-Called after the governance change is committed: a notification that cannot be sent is
-logged and never undoes or fails the action itself.
+Called inside the governance change's transaction, before its commit: the in-app rows and
+the outbox rows (e-mail, FLOWGATE_NOTIFY_WEBHOOK_URL) commit with the change or not at all.
+Nothing is sent here, in the web request: the scheduler's outbox tick sends and retries.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import FlowVersion, Role, User
-from app.services import notify
+from app.services import notify, outbox
 
 log = logging.getLogger("flowgate.notify")
 
@@ -32,18 +33,19 @@ def _deliver(
     users: list[User], kind: str, title: str, body: str, version: FlowVersion, **extra: Any
 ) -> None:
     link = _link(version)
-    try:
-        for user in users:
-            notify.notify_in_app(user.id, kind, title, body, link)
-        db.session.commit()
-    except Exception:  # never fail the governance action that already committed
-        db.session.rollback()
-        log.exception("notify.in_app_failed kind=%s version_id=%s", kind, version.id)
+    for user in users:
+        notify.notify_in_app(user.id, kind, title, body, link)
     emails = [u.email for u in users]
-    try:
-        notify.send_email(emails, f"[Flowgate] {title}", f"{body}\n\n{_absolute(link)}\n")
-    except notify.NotificationError as exc:
-        log.warning("notify.email_failed kind=%s version_id=%s error=%s", kind, version.id, exc)
+    if not notify.smtp_configured():
+        log.info("notify.email_skipped reason=no_smtp_url kind=%s version_id=%s", kind, version.id)
+    elif emails:
+        outbox.email(
+            emails,
+            f"[Flowgate] {title}",
+            f"{body}\n\n{_absolute(link)}\n",
+            purpose=kind,
+            flow_version_id=version.id,
+        )
     url = notify.configured_webhook()
     if url:
         payload = {
@@ -56,12 +58,7 @@ def _deliver(
             "link": _absolute(link),
             **extra,
         }
-        try:
-            notify.post_webhook(url, payload)
-        except notify.NotificationError as exc:
-            log.warning(
-                "notify.webhook_failed kind=%s version_id=%s error=%s", kind, version.id, exc
-            )
+        outbox.webhook(url, payload, purpose=kind, flow_version_id=version.id)
 
 
 def submitted(version: FlowVersion, actor: User) -> None:

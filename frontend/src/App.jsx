@@ -17,6 +17,7 @@ import AlertDetailPage from './alerts/AlertDetailPage.jsx';
 import AlertsPage from './alerts/AlertsPage.jsx';
 import ReconciliationPage from './alerts/ReconciliationPage.jsx';
 import AuditPage from './governance/AuditPage.jsx';
+import OutboxPage from './admin/OutboxPage.jsx';
 import SettingsPage from './admin/SettingsPage.jsx';
 import UsersPage from './admin/UsersPage.jsx';
 import ReviewPage from './governance/ReviewPage.jsx';
@@ -70,6 +71,7 @@ function Page({ path, query, user }) {
   if (path === '/audit') return <AuditPage user={user} />;
   if (path === '/admin') return <UsersPage user={user} path={path} />;
   if (path === '/admin/settings') return <SettingsPage user={user} path={path} />;
+  if (path === '/admin/outbox') return <OutboxPage user={user} path={path} />;
   const run = matchPath('/runs/:id', path);
   if (run) return <RunDetailPage key={run.id} id={run.id} />;
   return <NotFoundPage />;

@@ -319,9 +319,15 @@ def test_broken_smtp_is_logged_and_the_webhook_still_goes(
     fail_orders(client, ctx, sink, run_worker)
     alerts.evaluate(app)
     rows = {n.channel: n for n in db.session.execute(select(AlertNotification)).scalars()}
-    assert rows["email"].ok is False and "550" in rows["email"].error
-    assert rows["webhook"].ok is True
+    # The outbox carries the outcome; a refused recipient is final (no retry can help).
+    assert rows["email"].outbox.status == "failed" and "550" in rows["email"].outbox.last_error
+    assert rows["webhook"].outbox.status == "sent" and rows["webhook"].outbox.attempts == 1
     assert [r.path for r in chat.requests] == ["/chat"]
+    detail = client.get(f"/api/v1/alerts/{rows['email'].alert_id}", headers=ctx["owner_headers"])
+    shown = {n["channel"]: n for n in detail.get_json()["notifications"]}
+    assert shown["email"]["ok"] is False and shown["email"]["status"] == "failed"
+    assert "550" in shown["email"]["error"] and shown["email"]["attempts"] == 1
+    assert shown["webhook"]["ok"] is True and shown["webhook"]["status"] == "sent"
 
 
 def test_open_alerts_are_a_prometheus_gauge_and_documented_in_openapi(

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, Connection, System
+from app.services import outbox
 from tests.app.test_walking_skeleton import definition
 from tests.support.contracts import complete_contract
 from tests.support.smtp_server import SMTPTestServer
@@ -246,6 +247,9 @@ def test_owners_are_notified_of_a_submission_and_the_author_of_the_decision(
         )
     assert client.get("/api/v1/notifications", headers=ctx["analyst_h"]).get_json()["unread"] == 0
     assert client.get("/api/v1/notifications", headers=admin_h).get_json()["unread"] == 0
+    # E-mail and webhook are queued with the submission, sent by the scheduler's outbox tick.
+    assert smtp.messages == [] and [r for r in sink.requests if r.path == "/governance"] == []
+    assert outbox.tick(app)["sent"] == 2
     # E-mail: one message to both owners.
     assert len(smtp.messages) == 1
     assert sorted(smtp.messages[0].rcpt_tos) == sorted([ctx["owner"].email, other_owner.email])
@@ -257,6 +261,8 @@ def test_owners_are_notified_of_a_submission_and_the_author_of_the_decision(
     assert r.status_code == 200
     mine = client.get("/api/v1/notifications", headers=ctx["analyst_h"]).get_json()
     assert mine["unread"] == 1 and mine["items"][0]["kind"] == "review.approved"
+    assert len(smtp.messages) == 1
+    assert outbox.tick(app)["sent"] == 2
     assert smtp.messages[-1].rcpt_tos == [ctx["analyst"].email]
     assert "fine" in smtp.messages[-1].message.get_content()
     assert [r.json()["event"] for r in sink.requests if r.path == "/governance"] == [
@@ -279,13 +285,14 @@ def test_notification_failures_never_fail_the_governance_action(
     ctx = setup(client, make_user, sink)
     app.config["FLOWGATE_SMTP_URL"] = "smtp://127.0.0.1:9"  # nothing listens there
     app.config["FLOWGATE_NOTIFY_WEBHOOK_URL"] = "http://127.0.0.1:9/hook"
-    with caplog.at_level("WARNING", logger="flowgate.notify"):
-        r = client.post(
-            f"{ctx['base']}/submit",
-            json={"contract": complete_contract()},
-            headers=ctx["analyst_h"],
-        )
+    r = client.post(
+        f"{ctx['base']}/submit",
+        json={"contract": complete_contract()},
+        headers=ctx["analyst_h"],
+    )
     assert r.status_code == 200
+    with caplog.at_level("WARNING", logger="flowgate.notify"):
+        assert outbox.tick(app)["retrying"] == 2
     assert "notify.email_failed" in caplog.text and "notify.webhook_failed" in caplog.text
     # The in-app notification still arrived.
     assert client.get("/api/v1/notifications", headers=ctx["owner_h"]).get_json()["unread"] == 1

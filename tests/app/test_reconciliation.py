@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Alert, ReconciliationReport
 from app.models._types import utcnow
-from app.services import reconciliation
+from app.services import outbox, reconciliation
 from tests.app.test_alerts import alert_flow
 from tests.app.test_execution import post_order
 from tests.app.test_walking_skeleton import ORDER
@@ -100,6 +100,7 @@ def test_internal_counts_list_the_dead_letter_and_replay_clears_it(
     assert report["ok"] is False and report["differences"] == 1
     alert = db.session.execute(select(Alert).where(Alert.kind == "reconciliation")).scalar_one()
     assert alert.state == "open" and alert.run_id == diff["run_id"]
+    assert outbox.tick(app)["sent"] >= 1  # queued with the report; the scheduler sends it
     assert any("Orders to OMS" in m.message["Subject"] for m in smtp.messages)
 
     replay = f"/api/v1/flows/{ctx['flow']['id']}/reconciliation/{report['id']}/replay"

@@ -45,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "governance.read_all_notifications": ANALYST_UP,
     "governance.update_user": ADMIN,
     "admin.create_user": ADMIN,
+    "admin.retry_outbox_message": ADMIN,
     "editor.test_run": ANALYST_UP,
     "mappings.preview_mapping": ANALYST_UP,
     # A new connection affects nothing until a reviewed version uses it; changing one
@@ -125,6 +126,7 @@ def _request(app: Any, endpoint: str, rule: str) -> tuple[str, dict[str, Any], d
         "report_id",
         "notification_id",
         "user_id",
+        "outbox_id",
     ):
         path = path.replace(f"<int:{arg}>", "987654")
     body: dict[str, Any] = {}

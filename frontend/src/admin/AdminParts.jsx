@@ -5,6 +5,7 @@ import PageHeading from '../components/PageHeading.jsx';
 const TABS = [
   { to: '/admin', label: 'Users' },
   { to: '/admin/settings', label: 'Settings' },
+  { to: '/admin/outbox', label: 'Outbox' },
 ];
 
 export function AdminTabs({ path }) {
@@ -32,7 +33,7 @@ export function NotAllowed({ title }) {
     <>
       <PageHeading title={title} />
       <p className="notice" role="alert">
-        You are not allowed to see this page: users and settings are managed by admins.
+        You are not allowed to see this page: users, settings and the outbox are managed by admins.
       </p>
     </>
   );

@@ -8,6 +8,17 @@ import FlowReliability from './FlowReliability.jsx';
 import { alertsApi, formatSeconds, kindLabel } from './api.js';
 import './alerts.css';
 
+// E-mails and webhooks go through the notification outbox: pending ones are retrying.
+function outcome(n) {
+  const tries = n.attempts ? ` after ${n.attempts} attempt${n.attempts === 1 ? '' : 's'}` : '';
+  if (n.status === 'sent' || (!n.status && n.ok)) return `sent${n.attempts > 1 ? tries : ''}`;
+  if (n.status === 'pending') {
+    if (!n.attempts) return 'queued';
+    return `retrying${tries} (next ${formatTime(n.next_attempt_at)}): ${n.error || ''}`;
+  }
+  return `failed${tries}: ${n.error}`;
+}
+
 export default function AlertDetailPage({ id, user }) {
   const data = useApi((signal) => alertsApi.get(id, { signal }), [id]);
   const a = data.data;
@@ -71,7 +82,7 @@ export default function AlertDetailPage({ id, user }) {
                   {a.notifications.map((n, i) => (
                     <tr key={i}>
                       <td>{formatTime(n.sent_at)}</td><td>{n.purpose}</td><td>{n.channel}</td>
-                      <td>{n.recipient}</td><td>{n.ok ? 'sent' : `failed: ${n.error}`}</td>
+                      <td>{n.recipient}</td><td>{outcome(n)}</td>
                     </tr>
                   ))}
                 </tbody>

@@ -7,15 +7,47 @@ import Link from '../components/Link.jsx';
 import PageHeading from '../components/PageHeading.jsx';
 import { ErrorNotice, Loading } from '../components/Notice.jsx';
 import FlowReliability from './FlowReliability.jsx';
+import ReconciliationChecks from './ReconciliationChecks.jsx';
 import { canHandle, reconciliationApi } from './api.js';
 import './alerts.css';
+import './reconciliation.css';
 
 const TOTALS = ['received', 'delivered', 'filtered', 'dead_lettered', 'pending', 'rejected', 'difference'];
+
+function replayLabel(dead, missing) {
+  const parts = [];
+  if (dead > 0) parts.push(`replay ${dead} dead letter(s)`);
+  if (missing > 0) parts.push(`re-send ${missing} missing id(s)`);
+  const text = parts.join(' and ');
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function ExternalResult({ result: e }) {
+  const how = `${e.kind === 'sql' ? 'SQL' : 'HTTP'}${e.mode === 'count' ? ', count' : ''}`;
+  return (
+    <p className="recon-external">
+      <strong>{e.name}</strong> ({e.side}, {how}):{' '}
+      {e.error ? <span className="recon-bad">{e.error}</span> : (
+        <>
+          {e.ok ? <span className="recon-ok">ok</span> : <span className="recon-bad">mismatch</span>}
+          {' '}ours {e.expected}, theirs {e.actual}
+          {e.tolerance > 0 && <> (tolerance {e.tolerance})</>}
+          {e.missing?.length > 0 && <> · missing there: <code>{e.missing.join(', ')}</code></>}
+          {e.unexpected?.length > 0 && <> · unknown to us: <code>{e.unexpected.join(', ')}</code></>}
+          {e.ids_listed === false && <> · <span className="recon-note">{e.note}</span></>}
+        </>
+      )}
+    </p>
+  );
+}
 
 function Report({ report, flowId, user, onReplayed }) {
   const [state, setState] = useState({ busy: false, error: null, result: null });
   const { totals, destinations = [], differences = [], external = [] } = report.result;
   const dead = differences.filter((d) => d.status === 'dead_lettered').length;
+  const missing = new Set(
+    external.filter((e) => e.side === 'destination' && !e.error).flatMap((e) => e.missing ?? []),
+  ).size;
   async function replay() {
     setState({ busy: true, error: null, result: null });
     try {
@@ -69,25 +101,18 @@ function Report({ report, flowId, user, onReplayed }) {
           </tbody>
         </table>
       )}
-      {external.map((e) => (
-        <p key={e.check_id}>
-          <strong>{e.name}</strong> ({e.side}):{' '}
-          {e.error ? <span className="recon-bad">{e.error}</span> : (
-            <>
-              {e.ok ? <span className="recon-ok">ok</span> : <span className="recon-bad">mismatch</span>}
-              {' '}ours {e.expected}, theirs {e.actual}
-              {e.missing?.length > 0 && <> · missing there: <code>{e.missing.join(', ')}</code></>}
-              {e.unexpected?.length > 0 && <> · unknown to us: <code>{e.unexpected.join(', ')}</code></>}
-            </>
-          )}
-        </p>
-      ))}
-      {dead > 0 && user?.role === 'owner' && (
+      {external.map((e) => <ExternalResult key={e.check_id} result={e} />)}
+      {(dead > 0 || missing > 0) && user?.role === 'owner' && (
         <button type="button" className="button button-primary" onClick={replay} disabled={state.busy}>
-          Replay these {dead} dead letter(s)
+          {replayLabel(dead, missing)}
         </button>
       )}
-      {state.result && <p role="status">{state.result.replayed} run(s) queued again. Reconcile again once they finish.</p>}
+      {state.result && (
+        <p role="status">
+          {state.result.replayed} dead letter(s) queued again, {state.result.resent ?? 0} missing
+          id(s) re-sent. Reconcile again once they finish.
+        </p>
+      )}
       <ErrorNotice error={state.error} />
     </article>
   );
@@ -138,6 +163,7 @@ export default function ReconciliationPage({ query, user }) {
       </form>
       <ErrorNotice error={running.error || flowList.error || reports.error} />
       {flowId && <FlowReliability flowId={flowId} />}
+      {flowId && <ReconciliationChecks key={flowId} flowId={flowId} canEdit={canHandle(user)} />}
       {flowId && reports.loading && !reports.data && <Loading>Loading reports…</Loading>}
       {flowId && reports.data && (reports.data.items.length === 0
         ? <p className="empty card">No reconciliation yet for this flow.</p>

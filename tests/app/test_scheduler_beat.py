@@ -1,0 +1,36 @@
+"""One scheduler beat runs every chore in order, and a failing chore does not stop the rest
+(a broken alert rule must not stop the recovery sweep, the outbox or retention)."""
+
+from __future__ import annotations
+
+import logging
+
+from app import scheduler
+
+
+def test_a_failing_chore_is_logged_and_the_others_still_run(app, monkeypatch, caplog):
+    ran: list[str] = []
+
+    def record(name):
+        return lambda *_args, **_kwargs: ran.append(name)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("alert rule blew up")
+
+    monkeypatch.setattr(scheduler, "fire_due_schedules", record("schedules"))
+    monkeypatch.setattr(scheduler, "fire_due_polls", record("polls"))
+    monkeypatch.setattr(scheduler, "_sweep", record("sweep"))
+    monkeypatch.setattr(scheduler.alerts, "tick", broken)
+    monkeypatch.setattr(scheduler.outbox, "tick", record("outbox"))
+    monkeypatch.setattr(scheduler.rollup, "tick", record("rollup"))
+    monkeypatch.setattr(scheduler.retention, "tick", record("retention"))
+    with caplog.at_level(logging.ERROR, logger="flowgate.scheduler"):
+        scheduler.beat(app)
+    assert ran == ["schedules", "polls", "sweep", "outbox", "rollup", "retention"]
+    assert "scheduler.alerts_failed" in caplog.text
+
+
+def test_the_chores_run_in_order():
+    names = [name for name, _ in scheduler.chores(None, None)]  # type: ignore[arg-type]
+    assert names.index("schedules") < names.index("sweep") < names.index("alerts")
+    assert {"polls", "outbox", "rollup", "retention"} <= set(names)
