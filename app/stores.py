@@ -8,11 +8,13 @@ commits. A worker killed in between leaves the delivery ``sending``; it is then 
 the same idempotency key, which is what ``sending`` already means. That saves one commit per
 delivery (a WAL flush on PostgreSQL, fsyncs on SQLite).
 
-Per run, on the hot path (first attempt, one deliver step): the claim is one
-``UPDATE … RETURNING`` and a commit; the version's definition comes from a per-process cache
-(versions are immutable once submitted); the connection is one ``SELECT``; the delivery is one
-``INSERT`` and a commit; its acknowledgement one ``UPDATE``; the run's final ``UPDATE`` and
-one multi-row ``INSERT`` of its steps share the last commit. See bench/README.md.
+Workers take runs in batches (``claim_batch``): one ``UPDATE … RETURNING`` and one commit
+claim up to N queued runs. Per run, on the hot path (first attempt, one deliver step): the
+version's definition comes from a per-process cache (versions are immutable once submitted);
+the connection is one ``SELECT``; the delivery is one ``INSERT`` and a commit, which also
+carries the previous run's deferred final write; its acknowledgement one ``UPDATE``; the
+run's fenced final ``UPDATE`` and one multi-row ``INSERT`` of its steps are committed by the
+next run's ``sending`` commit or the batch's last commit. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from app.models._types import utcnow
 from connectors.base import SendResult
 from flows.ports import ClaimedRun, DeliveryRecord, ResolvedConnection
 from flows.results import DeliveryStatus, RunResult, RunStatus
+
+# The hot path's writes go to the tables (Core), not through the ORM: no unit of work,
+# session synchronisation or ORM compile step for rows this process never reads back.
+_RUNS = Run.__table__
+_DELIVERIES = Delivery.__table__
+_STEPS = RunStep.__table__
 
 
 class _Lru:
@@ -108,7 +116,7 @@ class SqlDeliveryLedger:
         now = utcnow()
         if new:
             db.session.execute(
-                insert(Delivery).values(
+                insert(_DELIVERIES).values(
                     run_id=run_id,
                     step_id=step_id,
                     idempotency_key=idempotency_key,
@@ -145,8 +153,8 @@ class SqlDeliveryLedger:
         # One UPDATE by the natural key: the row exists since ``begin`` committed it. Not
         # committed here: the next commit of this run carries it (see the module docstring).
         db.session.execute(
-            update(Delivery)
-            .where(Delivery.run_id == run_id, Delivery.step_id == step_id)
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.run_id == run_id, _DELIVERIES.c.step_id == step_id)
             .values(updated_at=utcnow(), **values)
         )
 
@@ -172,7 +180,7 @@ class SqlDeliveryLedger:
         response_excerpt: str,
         uncounted: bool = False,
     ) -> None:
-        counted = {"attempts": Delivery.attempts - 1} if uncounted else {}
+        counted = {"attempts": _DELIVERIES.c.attempts - 1} if uncounted else {}
         self._update(
             run_id,
             step_id,
@@ -207,6 +215,40 @@ class SqlRunStore:
             self._definitions.put((version_id, stamp), value)
         return value
 
+    @staticmethod
+    def _returning() -> tuple[Any, ...]:
+        return (
+            Run.id,
+            Run.attempts,
+            Run.payload,
+            Run.received_at,
+            Run.business_key,
+            Run.flow_version_id,
+            Run.replays,
+            select(FlowVersion.updated_at)
+            .where(FlowVersion.id == Run.flow_version_id)
+            .scalar_subquery()
+            .label("version_stamp"),
+        )
+
+    def _claimed(self, row: Any, now: Any) -> ClaimedRun:
+        if len(_claimed_at) > 10_000:  # runs whose execution raised never reach finish
+            _claimed_at.clear()
+        _claimed_at[row.id] = time.monotonic()
+        definition, slug = self._definition(row.flow_version_id, row.version_stamp)
+        age = max(0.0, (now - row.received_at).total_seconds())
+        return ClaimedRun(
+            row.id,
+            row.attempts,
+            row.payload,
+            definition,
+            age,
+            flow=slug,
+            business_key=row.business_key,
+            # The first claim of a never-replayed run: no delivery or step rows exist yet.
+            first=row.attempts == 1 and not row.replays,
+        )
+
     def claim(self, run_id: int, lease_seconds: float) -> ClaimedRun | None:
         """One ``UPDATE … RETURNING`` (compare-and-set on status and lease), then commit."""
         now = utcnow()
@@ -229,49 +271,92 @@ class SqlRunStore:
                 lease_until=now + timedelta(seconds=lease_seconds),
                 started_at=func.coalesce(Run.started_at, now),
             )
-            .returning(
-                Run.attempts,
-                Run.payload,
-                Run.received_at,
-                Run.business_key,
-                Run.flow_version_id,
-                Run.replays,
-                select(FlowVersion.updated_at)
-                .where(FlowVersion.id == Run.flow_version_id)
-                .scalar_subquery()
-                .label("version_stamp"),
-            )
+            .returning(*self._returning())
             .execution_options(synchronize_session=False)
         ).first()
         db.session.commit()
-        if row is None:
-            return None
-        if len(_claimed_at) > 10_000:  # runs whose execution raised never reach finish
-            _claimed_at.clear()
-        _claimed_at[run_id] = time.monotonic()
-        definition, slug = self._definition(row.flow_version_id, row.version_stamp)
-        age = max(0.0, (now - row.received_at).total_seconds())
-        return ClaimedRun(
-            run_id,
-            row.attempts,
-            row.payload,
-            definition,
-            age,
-            flow=slug,
-            business_key=row.business_key,
-            # The first claim of a never-replayed run: no delivery or step rows exist yet.
-            first=row.attempts == 1 and not row.replays,
+        return None if row is None else self._claimed(row, now)
+
+    def _claim_queued(self, limit: int, lease_seconds: float, *, crashed: bool) -> list[Any]:
+        now = utcnow()
+        # Oldest first. ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) lets concurrent workers take
+        # disjoint batches without waiting on each other; SQLite ignores it (one writer at a
+        # time, so the UPDATE is atomic there anyway). The outer WHERE repeats the status:
+        # the compare-and-set does not depend on the subquery's snapshot.
+        picked = (
+            select(Run.id)
+            .where(
+                Run.status == RunStatus.QUEUED.value,
+                Run.crash_count > 0 if crashed else Run.crash_count == 0,
+            )
+            .order_by(Run.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            # A CTE, not ``IN (subquery)``: PostgreSQL may rescan a LIMIT … SKIP LOCKED
+            # subquery per outer row and then claim more than ``limit`` runs (seen: 5 of 3).
+            # A CTE with FOR UPDATE is evaluated once.
+            .cte("picked")
         )
+        rows = db.session.execute(
+            update(Run)
+            .where(Run.id.in_(select(picked.c.id)), Run.status == RunStatus.QUEUED.value)
+            .values(
+                status=RunStatus.RUNNING.value,
+                attempts=Run.attempts + 1,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Run.started_at, now),
+            )
+            .returning(*self._returning())
+            .execution_options(synchronize_session=False)
+        ).all()
+        db.session.commit()
+        return sorted((self._claimed(row, now) for row in rows), key=lambda c: c.run_id)
+
+    def claim_batch(self, limit: int, lease_seconds: float) -> list[ClaimedRun]:
+        """Up to ``limit`` queued runs that never lost a lease, else one run that did."""
+        batch = self._claim_queued(limit, lease_seconds, crashed=False)
+        return batch or self._claim_queued(1, lease_seconds, crashed=True)
 
     def extend_lease(self, run_id: int, lease_seconds: float) -> None:
+        self.extend_leases([run_id], lease_seconds)
+
+    def extend_leases(self, run_ids: list[int], lease_seconds: float) -> None:
+        if not run_ids:
+            return
         db.session.execute(
             update(Run)
-            .where(Run.id == run_id)
+            .where(Run.id.in_(run_ids), Run.status == RunStatus.RUNNING.value)
             .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
         )
         db.session.commit()
 
-    def finish(self, claimed: ClaimedRun, result: RunResult) -> bool:
+    def release(self, claimed: ClaimedRun) -> None:
+        db.session.execute(
+            update(Run)
+            .where(
+                Run.id == claimed.run_id,
+                Run.status == RunStatus.RUNNING.value,
+                Run.attempts == claimed.attempts,
+            )
+            # The claim is taken back too: nothing was written under it, so the next claim
+            # may reuse its number (the fencing token) and the run keeps its first-attempt path.
+            .values(
+                status=RunStatus.QUEUED.value,
+                attempts=Run.attempts - 1,
+                lease_until=None,
+                enqueued_at=utcnow(),
+            )
+        )
+        _claimed_at.pop(claimed.run_id, None)
+        db.session.commit()
+
+    def commit(self) -> None:
+        db.session.commit()
+
+    def rollback(self) -> None:
+        db.session.rollback()
+
+    def finish(self, claimed: ClaimedRun, result: RunResult, *, commit: bool = True) -> bool:
         now = utcnow()
         values: dict[str, object] = {
             "status": result.status.value,
@@ -284,11 +369,11 @@ class SqlRunStore:
         else:
             values["finished_at"] = now
         fenced = db.session.execute(
-            update(Run)
+            update(_RUNS)
             .where(
-                Run.id == claimed.run_id,
-                Run.status == RunStatus.RUNNING.value,
-                Run.attempts == claimed.attempts,
+                _RUNS.c.id == claimed.run_id,
+                _RUNS.c.status == RunStatus.RUNNING.value,
+                _RUNS.c.attempts == claimed.attempts,
             )
             .values(**values)
         )
@@ -296,14 +381,15 @@ class SqlRunStore:
         if fenced.rowcount != 1:
             # Lease lost: write nothing of ours, but keep what the destinations answered
             # (a pending acknowledgement is a fact about the world, not about our lease).
-            db.session.commit()
+            if commit:
+                db.session.commit()
             return False
         if not claimed.first:
             db.session.execute(delete(RunStep).where(RunStep.run_id == claimed.run_id))
         if result.steps:
             # One multi-row INSERT (no RETURNING of ids) instead of one ORM object per step.
             db.session.execute(
-                insert(RunStep),
+                insert(_STEPS),
                 [
                     {
                         "run_id": claimed.run_id,
@@ -319,5 +405,6 @@ class SqlRunStore:
                     for position, step in enumerate(result.steps)
                 ],
             )
-        db.session.commit()
+        if commit:
+            db.session.commit()
         return True

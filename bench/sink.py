@@ -26,8 +26,9 @@ _keys: set[str] = set()
 def _reset() -> None:
     with _lock:
         _state.clear()
-        _state.update(count=0, bytes=0, bad=0, first=0, last=0, perSec={}, duplicates=0,
-                      missing_key=0)
+        _state.update(
+            count=0, bytes=0, bad=0, first=0, last=0, perSec={}, duplicates=0, missing_key=0
+        )
         _keys.clear()
 
 

@@ -1,6 +1,6 @@
 """Render the JSON lines written by ``throughput.py --json-out FILE`` as Markdown tables.
 
-    .venv/bin/python bench/table.py [bench/results.jsonl]
+.venv/bin/python bench/table.py [bench/results.jsonl]
 """
 
 from __future__ import annotations

@@ -455,7 +455,8 @@ class Stack:
             client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
             doomed: list[bytes] = list(client.scan_iter(match=f"rq:*{self.queue}*", count=1000))
             mine = self.queue.encode()
-            for key in client.scan_iter(match="rq:job:run-*", count=1000):
+            doomed += client.scan_iter(match=f"flowgate:wake:{self.queue}:*", count=1000)
+            for key in client.scan_iter(match="rq:job:*", count=1000):  # drain jobs: uuid ids
                 if client.type(key) == b"hash" and client.hget(key, "origin") == mine:
                     job_id = key.decode().rsplit(":", 1)[1]
                     doomed += [key, *client.scan_iter(match=f"rq:*:{job_id}", count=1000)]

@@ -8,14 +8,15 @@ executes twice at once; the SQL ledger, not RQ, is the truth.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from flows.definition import FlowDefinition
 from flows.engine import FlowRunner
-from flows.ports import RunStore
+from flows.ports import ClaimedRun, RunStore
 from flows.results import RunResult, RunStatus
 
 log = logging.getLogger("flowgate.execution")
@@ -69,6 +70,13 @@ def _execute(
     if claimed is None:
         log.info("run.not_claimed run_id=%s", run_id)
         return None
+    return _run_claimed(claimed, store=store, runner=runner, commit=True)
+
+
+def _run_claimed(
+    claimed: ClaimedRun, *, store: RunStore, runner: FlowRunner, commit: bool
+) -> RunResult | None:
+    run_id = claimed.run_id
     run_context.set(RunContext(run_id, claimed.flow, claimed.business_key))
     log.info("run.started run_id=%s attempt=%s", run_id, claimed.attempts)
     try:
@@ -84,8 +92,102 @@ def _execute(
             age_seconds=claimed.age_seconds,
             first_attempt=claimed.first,
         )
-    if not store.finish(claimed, result):
+    if not store.finish(claimed, result, commit=commit):
         log.warning("run.lease_lost run_id=%s attempt=%s", run_id, claimed.attempts)
         return None
     log.info("run.finished run_id=%s status=%s", run_id, result.status)
     return result
+
+
+@dataclass(frozen=True)
+class DrainLimits:
+    """How a drain job takes work: ``batch`` runs per claim; it claims no new batch after
+    ``budget_seconds`` (a successor is woken instead), and a batch that is still running at
+    ``release_after_seconds`` (slow destinations) gives back the runs it has not started, so
+    that a job stays well inside RQ's job timeout. Leases of runs still waiting in a batch
+    are pushed once ``extend_after`` of the lease has passed since their claim."""
+
+    batch: int = 16
+    budget_seconds: float = 30.0
+    release_after_seconds: float = 120.0
+    extend_after: float = 0.25
+
+
+def drain(
+    *,
+    store: RunStore,
+    runner: FlowRunner,
+    lease_seconds: float,
+    limits: DrainLimits = DrainLimits(),
+    more_work: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Claim and execute queued runs, a batch at a time, until none is left (or the
+    budget is spent); returns how many runs this call executed.
+
+    Commits per batch: the claim; per run its ``sending`` commit (which also carries the
+    previous run's final write, deferred, see ``RunStore.finish``); one last commit. A
+    run's ``sending`` row is still committed before its outbound call (I4), and each
+    run's final write is still fenced by its own attempt number.
+
+    ``more_work`` is called when a batch came back full (more may be waiting: another
+    worker can help) and when the budget ran out with work left (a successor must come).
+    """
+    started = clock()
+    executed = 0
+    while clock() - started < limits.budget_seconds:
+        batch = store.claim_batch(limits.batch, lease_seconds)
+        if not batch:
+            return executed
+        if len(batch) == limits.batch and more_work is not None:
+            more_work()
+        executed += _run_batch(batch, store, runner, lease_seconds, limits, started, clock)
+    if more_work is not None:
+        more_work()
+    return executed
+
+
+def _run_batch(
+    batch: list[ClaimedRun],
+    store: RunStore,
+    runner: FlowRunner,
+    lease_seconds: float,
+    limits: DrainLimits,
+    started: float,
+    clock: Callable[[], float],
+) -> int:
+    claimed_at = clock()
+    executed = 0
+    try:
+        for index, claimed in enumerate(batch):
+            if clock() - started > limits.release_after_seconds:
+                for waiting in batch[index:]:  # not started: back to the queue, untouched
+                    store.release(waiting)
+                break
+            if clock() - claimed_at > limits.extend_after * lease_seconds:
+                store.extend_leases([c.run_id for c in batch[index:]], lease_seconds)
+                claimed_at = clock()
+            token = run_context.set(RunContext(claimed.run_id))
+            try:
+                _run_claimed(claimed, store=store, runner=runner, commit=False)
+                executed += 1
+            except Exception:
+                # Like a crashed single-run job: this run keeps its lease and the sweep
+                # re-queues it when the lease expires. What the batch wrote so far is kept.
+                log.exception("run.crashed run_id=%s", claimed.run_id)
+                _commit_or_rollback(store)
+            finally:
+                run_context.reset(token)
+    finally:
+        _commit_or_rollback(store)
+    return executed
+
+
+def _commit_or_rollback(store: RunStore) -> None:
+    try:
+        store.commit()
+    except Exception:
+        log.exception("run.batch_commit_failed")
+        rollback = getattr(store, "rollback", None)
+        if rollback is not None:
+            rollback()

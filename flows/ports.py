@@ -80,13 +80,34 @@ class RunStore(Protocol):
     def claim(self, run_id: int, lease_seconds: float) -> ClaimedRun | None:
         """Atomically take a queued run (or one whose lease expired); None if not ours."""
 
+    def claim_batch(self, limit: int, lease_seconds: float) -> list[ClaimedRun]:
+        """Atomically take up to ``limit`` queued runs (one statement, one commit), oldest
+        first; concurrent callers never get the same run. A run that has lost a lease
+        before (``crash_count`` > 0) is only ever claimed alone, so a run that kills its
+        worker cannot use up the crash budget of runs that happened to share its batch."""
+
     def extend_lease(self, run_id: int, lease_seconds: float) -> None: ...
 
-    def finish(self, claimed: ClaimedRun, result: RunResult) -> bool:
+    def extend_leases(self, run_ids: list[int], lease_seconds: float) -> None:
+        """Push the leases of claimed runs still waiting their turn in a batch (committed)."""
+
+    def release(self, claimed: ClaimedRun) -> None:
+        """Give a claimed, not yet started run back to the queue (fenced by its attempt)."""
+
+    def commit(self) -> None:
+        """Commit what is pending (deferred finishes and acknowledgements of a batch)."""
+
+    def finish(self, claimed: ClaimedRun, result: RunResult, *, commit: bool = True) -> bool:
         """Store step results and the outcome; RETRYING schedules the next attempt.
 
         ``claimed.attempts`` fences the write: if the lease expired and another worker has
         claimed the run since, nothing is written and False is returned.
+
+        ``commit=False`` (inside a batch): the fenced write is made, its row stays locked,
+        and it is committed by the next commit (the next run's ``sending`` commit, or the
+        batch's last one). A kill before that leaves the run ``running``; the sweep
+        re-queues it after its lease and an acknowledged-but-uncommitted delivery is re-sent
+        with the same idempotency key, as for any kill after the send.
         """
 
 

@@ -45,6 +45,10 @@ evaluate): about 0.3 ms on an idle core (best case, paired with in-process runs)
 It is the input checked and encoded here, decoded there, the result encoded and decoded,
 and one pipe round trip. The child compiles each expression once and keeps mapping's cache.
 
+Trivially bounded expressions (a plain path, ``$string(path)``, ``path = 'text'``) whose
+answer is certain are answered in the parent by ``flows.trivial``, without a round trip:
+the business key and the usual filter cost a few dict lookups.
+
 A large input is decoded inside the hard deadline but before the cooperative clock starts,
 so for inputs of several MB the parent's kill can come before the child's own D1012.
 
@@ -72,7 +76,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from flows import mapping
+from flows import mapping, trivial
 from flows.mapping import Limits, MappingError
 
 log = logging.getLogger(__name__)
@@ -160,11 +164,18 @@ class SandboxedEvaluator:
     ) -> Any:
         """Like ``mapping.evaluate``, with the evaluator's limits, in a child process."""
         variables = _checked_input(expression, data, bindings, self.limits)
+        if variables is None:
+            known = trivial.evaluate(expression, data)  # a plain path: no round trip
+            if known is not trivial.UNKNOWN:
+                return known
         return self._call(["e", expression, data, variables])
 
     def evaluate_condition(self, expression: str, data: Any) -> bool:
         """Like ``mapping.evaluate_condition``, with the evaluator's limits."""
         _checked_input(expression, data, None, self.limits)
+        known = trivial.evaluate_condition(expression, data)  # path = 'text': no round trip
+        if known is not trivial.UNKNOWN:
+            return bool(known)
         return bool(self._call(["c", expression, data, None]))
 
     def warm_up(self) -> None:

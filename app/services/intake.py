@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import runtime
@@ -124,11 +124,13 @@ class _DuplicateKey(ValueError):
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Two parsers would disagree on which value wins; refusing is the only safe answer.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
+    result = dict(pairs)  # at C speed; only a short dict means a repeated key
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return result
 
 
@@ -390,28 +392,36 @@ def record_run(
     if payload_hash is None:
         canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         payload_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    run = Run(
-        flow_id=flow.id,
-        flow_version_id=version.id,
-        trigger_kind=trigger_kind,
-        payload=message,
-        payload_hash=payload_hash,
-        idempotency_key=event_id[:255] if event_id else None,
-        business_key=_business_key(config, message),
-        status=RunStatus.QUEUED.value,
-        enqueued_at=utcnow(),
-    )
-    run.search_keys = [RunKey(value=v) for v in search_keys.extract(message, run.business_key)]
+    business_key = _business_key(config, message)
+    keys = search_keys.extract(message, business_key)
     if check_live:
         status = db.session.execute(
             select(FlowVersion.status).where(FlowVersion.id == version.id)
         ).scalar_one_or_none()
         if status != VersionStatus.LIVE.value:
             raise _StaleVersion(version.id)
-    db.session.add(run)
+    # Core INSERTs (no ORM unit of work, identity map or ~10 RunKey objects per message):
+    # the run with RETURNING of its id, then its search keys.
     try:
-        db.session.flush()
-        run_id = run.id  # known after the INSERT; read before the commit expires it
+        run_id = db.session.execute(
+            insert(Run.__table__)
+            .values(
+                flow_id=flow.id,
+                flow_version_id=version.id,
+                trigger_kind=trigger_kind,
+                payload=message,
+                payload_hash=payload_hash,
+                idempotency_key=event_id[:255] if event_id else None,
+                business_key=business_key,
+                status=RunStatus.QUEUED.value,
+                enqueued_at=utcnow(),
+            )
+            .returning(Run.__table__.c.id)
+        ).scalar_one()
+        if keys:  # executemany: one cached compile, sent as one multi-row INSERT
+            db.session.execute(
+                insert(RunKey.__table__), [{"run_id": run_id, "value": v} for v in keys]
+            )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

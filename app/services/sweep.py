@@ -2,8 +2,9 @@
 
 - a ``running`` run whose lease expired (its worker was killed) goes back to ``queued``;
 - a ``retrying`` run whose ``next_attempt_at`` has come goes back to ``queued``;
-- a ``queued`` run with no live RQ job (crash between commit and enqueue, Redis flushed)
-  is enqueued again;
+- ``queued`` runs older than FLOWGATE_REQUEUE_AFTER_SECONDS while no drain job is waiting
+  in the queue (crash between commit and wake, Redis flushed, a lost wake marker) get a
+  drain job, forced past the wake markers (app.queues);
 - a run that has stopped its worker FLOWGATE_MAX_RUN_ATTEMPTS times is dead-lettered.
 
 The crash budget is ``Run.crash_count``, the leases lost (counted here when an expired lease
@@ -19,18 +20,15 @@ import logging
 from datetime import timedelta
 
 from flask import Flask
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db
 from app.models import Run
 from app.models._types import utcnow
-from app.queues import enqueue_runs, job_id_for, run_queue
+from app.queues import enqueue_runs, run_queue, wake
 from flows.results import RunStatus
 
 log = logging.getLogger("flowgate.sweep")
-_ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 BATCH = 500
 
 
@@ -43,19 +41,6 @@ def _requeue(where: object, **values: object) -> list[int]:
             .values(status=RunStatus.QUEUED.value, lease_until=None, enqueued_at=utcnow(), **values)
         )
     return ids
-
-
-def _job_alive(app: Flask, run_id: int) -> bool:
-    queue = run_queue(app)
-    try:
-        job = Job.fetch(
-            job_id_for(run_id, queue.name),
-            connection=queue.connection,
-            serializer=queue.serializer,
-        )
-    except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in _ALIVE
 
 
 def _give_up_on_crashing_runs(now: object, max_attempts: int) -> int:
@@ -101,11 +86,15 @@ def sweep(app: Flask) -> dict[str, int]:
             .limit(BATCH)
         ).scalars()
     )
-    stale = [rid for rid in stale_candidates if not _job_alive(app, rid)]
+    # A pending drain job claims every queued run when it starts (app.queues), so stale
+    # runs are only stranded when no job is waiting: then one is forced, past any marker.
+    stale = stale_candidates if stale_candidates and run_queue(app).count == 0 else []
     if stale:
         db.session.execute(update(Run).where(Run.id.in_(stale)).values(enqueued_at=now))
     db.session.commit()
-    enqueue_runs(app, [*expired, *due, *stale])
+    enqueue_runs(app, [*expired, *due])
+    if stale:
+        wake(app, force=True)
     counts = {
         "expired_leases": len(expired),
         "due_retries": len(due),

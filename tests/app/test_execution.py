@@ -338,7 +338,9 @@ def test_breaker_opens_on_a_failing_destination_and_nothing_is_burned(
     run_ids = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in range(4)]
     run_worker()
     connection_id = client.get("/api/v1/connections", headers=ctx["headers"]).get_json()["items"][0]
-    assert connection_id["breaker"]["state"] == "open"
+    # Open, or already half-open if the 1 s cool-down passed on a loaded machine: either way
+    # it opened (half-open only ever follows open).
+    assert connection_id["breaker"]["state"] in ("open", "half_open")
     assert len(sink.requests) == 2  # the threshold; the other two runs waited
     waiting = [run_row(rid) for rid in run_ids[2:]]
     assert all(r.status == "retrying" and "breaker" in r.reason for r in waiting)

@@ -248,8 +248,9 @@ def test_killed_worker_loses_no_run_and_sends_none_twice(
     run_ids = sorted(body["run_id"] for _, body in accepted)
     assert len(set(run_ids)) == total
 
-    # The kill hit the intended state: one run mid-delivery, others still waiting in the queue.
-    assert at_kill.get("running") == [in_flight_run], at_kill
+    # The kill hit the intended state: one run mid-delivery, others still waiting in the queue
+    # (runs claimed with it in its batch but not started yet are ``running`` too).
+    assert at_kill.get("running", [])[:1] == [in_flight_run], at_kill
     assert len(at_kill.get("succeeded", [])) == kill_at - 1, at_kill
     assert len(at_kill.get("queued", [])) >= 1, at_kill
 
