@@ -41,42 +41,13 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from bench import scratch  # noqa: E402
 
 DB_NAME = "flowgate_bench_dashboard"
 CHUNK = 200_000
 IN_FLIGHT = 200
-
-
-def create_database(admin_url: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + DB_NAME
-
-
-def drop_database(admin_url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def make_app(url: str, instance: str):  # type: ignore[no-untyped-def]
-    from app import create_app
-
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "bench-dashboard",
-            "SQLALCHEMY_DATABASE_URI": url,
-            "INSTANCE_PATH": instance,
-            "FLOWGATE_REDIS_URL": os.environ.get("FLOWGATE_REDIS_URL", "redis://127.0.0.1:6379/3"),
-            "FLOWGATE_DEMO": False,
-        }
-    )
 
 
 def seed(url: str, runs: int) -> float:
@@ -173,11 +144,11 @@ def main() -> None:  # noqa: C901 - a linear script
 
     from flask_migrate import upgrade
 
-    url = create_database(args.pg_url)
+    url = scratch.create_database(args.pg_url, DB_NAME)
     results: dict[str, object] = {"runs": args.runs, "flows": args.flows}
     try:
         with tempfile.TemporaryDirectory() as instance:
-            app = make_app(url, instance)
+            app = scratch.make_app(url, instance, "bench-dashboard")
             with app.app_context():
                 upgrade(directory=str(ROOT / "migrations"), revision="heads")
                 from app.auth import issue_token
@@ -263,7 +234,7 @@ def main() -> None:  # noqa: C901 - a linear script
                 db.engine.dispose()
     finally:
         if not args.keep:
-            drop_database(args.pg_url)
+            scratch.drop_database(args.pg_url, DB_NAME)
     print(f"\nGET /api/v1/dashboard, {args.runs:,} runs ({results['runs_in_7d']:,} in 7 days)")
     for name in ("baseline", "live", "rolled_up"):
         if name in results:

@@ -30,7 +30,8 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench import scratch  # noqa: E402
 
 DB_NAME = "flowgate_bench_search"
 SKUS = 50_000
@@ -42,45 +43,6 @@ def order_number(i: int) -> str:
     return f"WEB-{i:07d}"
 
 
-def email(n: int) -> str:
-    return f"customer{n}@example.com"
-
-
-def sku(n: int) -> str:
-    return f"SKU-{n:05d}"
-
-
-def create_database(admin_url: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + DB_NAME
-
-
-def drop_database(admin_url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def make_app(url: str, instance: Path):  # type: ignore[no-untyped-def]
-    from app import create_app
-
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "bench-search",
-            "SQLALCHEMY_DATABASE_URI": url,
-            "INSTANCE_PATH": str(instance),
-            "FLOWGATE_REDIS_URL": "redis://127.0.0.1:6379/3",
-            "FLOWGATE_DEMO": False,
-        }
-    )
-
-
 # Deterministic "random" picks, the same in SQL and Python: run i's customer and SKUs.
 # (SQL text goes through psycopg's %-placeholders: a literal % is written %%.)
 CUSTOMER_OF = "(({i}::bigint * 7919) %% {customers})"
@@ -89,6 +51,14 @@ SKU_OF = (
     "(({i}::bigint * 131 + 17011) %% {skus})",
     "(({i}::bigint * 313 + 29) %% {skus})",
 )
+
+
+def email(n: int) -> str:
+    return f"customer{n}@example.com"
+
+
+def sku(n: int) -> str:
+    return f"SKU-{n:05d}"
 
 
 def customer_of(i: int) -> int:
@@ -204,10 +174,10 @@ def main() -> None:
 
     from flask_migrate import upgrade
 
-    url = create_database(args.pg_url)
+    url = scratch.create_database(args.pg_url, DB_NAME)
     try:
         with tempfile.TemporaryDirectory() as instance:
-            app = make_app(url, Path(instance))
+            app = scratch.make_app(url, Path(instance), "bench-search")
             with app.app_context():
                 upgrade(directory=str(ROOT / "migrations"), revision="heads")
                 from app.auth import issue_token
@@ -254,7 +224,7 @@ def main() -> None:
             print(json.dumps({"runs": args.runs, "results": results}))
     finally:
         if not args.keep:
-            drop_database(args.pg_url)
+            scratch.drop_database(args.pg_url, DB_NAME)
 
 
 if __name__ == "__main__":

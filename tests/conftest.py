@@ -18,7 +18,8 @@ import pytest
 import redis
 from sqlalchemy import create_engine, inspect, text
 
-from tests.support.sink import Sink
+from tests.support.sink import Answer, Sink
+from tests.support.smtp_server import SMTPTestServer
 
 PG_ADMIN_URL = os.environ.get(
     "FLOWGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -183,6 +184,23 @@ def make_user(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     server = Sink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPTestServer]:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives (aiosmtpd)."""
+    server = SMTPTestServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chat() -> Iterator[Sink]:
+    """A chat tool's incoming webhook: an HTTP sink answering 200."""
+    server = Sink().start()
+    server.default = Answer(status=200)
     yield server
     server.stop()
 

@@ -4,11 +4,9 @@ when the destination recovers, and records MTTD/MTTR."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
@@ -22,21 +20,6 @@ from tests.support.sink import Answer, Sink
 from tests.support.smtp_server import SMTPTestServer
 
 ALWAYS_OPEN = {"timezone": "UTC", "days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "24:00"}
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def chat() -> Iterator[Sink]:
-    server = Sink().start()
-    server.default = Answer(status=200)
-    yield server
-    server.stop()
 
 
 def alert_flow(

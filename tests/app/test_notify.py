@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,13 +14,6 @@ from app.models import Notification
 from app.services import notify
 from tests.support.sink import Answer
 from tests.support.smtp_server import SMTPTestServer
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
 
 
 def free_port() -> int:

@@ -29,21 +29,6 @@ SECRET_QUERY = "token=q-s3cret-9f8e7d"
 
 
 @pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def chat() -> Iterator[Sink]:
-    server = Sink().start()
-    server.default = Answer(status=200)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def hanging_smtp() -> Iterator[int]:
     """A port that accepts TCP connections and never says a word (a wedged relay)."""
     with socket.socket() as listener:

@@ -19,7 +19,6 @@ from tests.app.test_alerts import alert_flow
 from tests.app.test_execution import post_order
 from tests.app.test_walking_skeleton import ORDER
 from tests.support.sink import Answer, Sink
-from tests.support.smtp_server import SMTPTestServer
 
 UTC_DAY = {
     "max_latency_seconds": 60,
@@ -30,21 +29,6 @@ UTC_DAY = {
         "end": "24:00",
     },
 }
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def chat() -> Iterator[Sink]:
-    server = Sink().start()
-    server.default = Answer(status=200)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -34,28 +34,12 @@ from tests.app.test_alerts import alert_flow
 from tests.app.test_execution import post_order
 from tests.app.test_reconciliation import UTC_DAY, mixed_day, reconcile
 from tests.app.test_walking_skeleton import ORDER
-from tests.support.sink import Answer, Sink
-from tests.support.smtp_server import SMTPTestServer
+from tests.support.sink import Answer
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 IN_DAY = "SELECT ref FROM {table} WHERE placed_at >= :day_start AND placed_at < :day_end"
 COUNT = "SELECT count(*) AS n FROM {table} WHERE placed_at >= :day_start AND placed_at < :day_end"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def chat() -> Iterator[Sink]:
-    server = Sink().start()
-    server.default = Answer(status=200)
-    yield server
-    server.stop()
 
 
 @dataclass

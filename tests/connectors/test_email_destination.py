@@ -68,13 +68,6 @@ def send(ctx: ConnectorContext, message: Any = None, key: str = KEY) -> Any:
     return EmailDestination().send(ctx, ORDER if message is None else message, idempotency_key=key)
 
 
-@pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def tls_contexts(tls_files: tuple[Path, Path]) -> tuple[ssl.SSLContext, str]:
     """The server side of the conftest's ``localhost`` certificate, and its PEM for clients."""

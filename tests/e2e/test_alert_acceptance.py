@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +25,13 @@ from app.models import Connection, System
 from tests.e2e.test_processes import ORDER, procs, stack_env  # noqa: F401 (fixtures)
 from tests.support.contracts import complete_contract
 from tests.support.processes import Processes, free_port, http, wait_for, wait_http
-from tests.support.sink import Answer, Sink
+from tests.support.sink import Sink
 from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.slow
 
 ALWAYS_OPEN = {"timezone": "UTC", "days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "24:00"}
 FLOW_NAME = "Web orders → demo OMS"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def chat() -> Iterator[Sink]:
-    server = Sink().start()
-    server.default = Answer(status=200)
-    yield server
-    server.stop()
 
 
 def call(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
