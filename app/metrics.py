@@ -57,7 +57,10 @@ Metrics (all prefixed ``flowgate_``):
                                                   deliveries left out), runs finished in 15 min
 ``delivery_latency_seconds``           gaugehist  first delivery attempt → acknowledged (retries
                                                   included), runs finished in 15 min
-``queue_depth{queue}``                 gauge      jobs waiting in the RQ run queue
+``queue_depth{queue}``                 gauge      runs queued for the workers (status ``queued``);
+                                                  from the same SQL count as ``runs_waiting``:
+                                                  the RQ queue holds one drain job per wake-up,
+                                                  not one job per run (app.queues)
 ``breaker_open{connection,connection_id}``  gauge 1 while a connection's breaker is open
 ``breaker_state{connection,connection_id,state}``  stateset: 1 for the current state of
                                                   closed / open / half_open, 0 for the others
@@ -96,7 +99,7 @@ from app import runtime
 from app.extensions import db
 from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep
 from app.models._types import utcnow
-from app.queues import run_queue
+from app.redis_conn import get_redis
 from flows.definition import base_step_id
 from flows.results import FINAL_RUN_STATUSES, DeliveryStatus, RunStatus, StepStatus
 
@@ -135,7 +138,12 @@ class FlowgateCollector(Collector):
 
         def from_sql() -> None:
             now = utcnow()
-            metrics.extend(_run_counts() + _delivery_counts())
+            runs, queued = _run_counts()
+            depth = GaugeMetricFamily(
+                "flowgate_queue_depth", "Runs queued for the workers", labels=["queue"]
+            )
+            depth.add_metric([self.app.config["FLOWGATE_QUEUE_NAME"]], queued)
+            metrics.extend(runs + [depth] + _delivery_counts())
             metrics.append(_run_latency(now))
             metrics.append(_step_durations(self.app, now))
             metrics.append(_delivery_latency(now))
@@ -148,12 +156,7 @@ class FlowgateCollector(Collector):
             db.session.rollback()  # end the read transaction: hold no snapshot between scrapes
 
         def from_redis() -> None:
-            queue = run_queue(self.app)
-            depth = GaugeMetricFamily(
-                "flowgate_queue_depth", "Jobs waiting in the RQ queue", labels=["queue"]
-            )
-            depth.add_metric([queue.name], queue.count)
-            metrics.append(depth)
+            get_redis(self.app).ping()  # up{redis} even when no connection has a breaker
             metrics.extend(_breakers(self.app, connections))
 
         for source, section in (("sql", from_sql), ("redis", from_redis)):
@@ -173,7 +176,9 @@ class FlowgateCollector(Collector):
         return metrics
 
 
-def _run_counts() -> list[Metric]:
+def _run_counts() -> tuple[list[Metric], int]:
+    """The per-flow run gauges and counters, and how many runs are queued in all; one
+    GROUP BY over runs (the status index), whose cost does not grow with the backlog's jobs."""
     slugs = dict(db.session.execute(select(Flow.id, Flow.slug)).all())
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     rows = db.session.execute(
@@ -200,7 +205,8 @@ def _run_counts() -> list[Metric]:
         waiting.add_metric([slug], sum(by_status.get(s, 0) for s in _WAITING))
         running.add_metric([slug], by_status.get(RunStatus.RUNNING.value, 0))
         dead.add_metric([slug], by_status.get(RunStatus.DEAD_LETTERED.value, 0))
-    return [total, waiting, running, dead]
+    queued = sum(by_status.get(RunStatus.QUEUED.value, 0) for by_status in counts.values())
+    return [total, waiting, running, dead], queued
 
 
 def _alerts_open() -> Metric:

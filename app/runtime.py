@@ -84,7 +84,11 @@ def delivery_gate(app: Flask | None = None) -> Any:
 
     def limits_for(connection_id: int) -> GateLimits:
         from app.extensions import db
+        from app.stores import batch_limits
 
+        known = batch_limits(connection_id)  # read by the worker's resolver for this batch
+        if known is not None:
+            return GateLimits(*known)
         row = db.session.get(Connection, connection_id)
         if row is None:
             return GateLimits()

@@ -11,10 +11,11 @@ delivery (a WAL flush on PostgreSQL, fsyncs on SQLite).
 Workers take runs in batches (``claim_batch``): one ``UPDATE … RETURNING`` and one commit
 claim up to N queued runs. Per run, on the hot path (first attempt, one deliver step): the
 version's definition comes from a per-process cache (versions are immutable once submitted);
-the connection is one ``SELECT``; the delivery is one ``INSERT`` and a commit, which also
-carries the previous run's deferred final write; its acknowledgement one ``UPDATE``; the
-run's fenced final ``UPDATE`` and one multi-row ``INSERT`` of its steps are committed by the
-next run's ``sending`` commit or the batch's last commit. See bench/README.md.
+the connection is one ``SELECT`` per batch (``SqlConnectionResolver``); the delivery is one
+``INSERT`` and a commit, which also carries the previous run's deferred final write; its
+acknowledgement one ``UPDATE``; the run's fenced final ``UPDATE`` and one multi-row
+``INSERT`` of its steps are committed by the next run's ``sending`` commit or the batch's
+last commit. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 
 from app.crypto import SecretBox
 from app.extensions import db
@@ -40,6 +42,23 @@ from flows.results import DeliveryStatus, RunResult, RunStatus
 _RUNS = Run.__table__
 _DELIVERIES = Delivery.__table__
 _STEPS = RunStep.__table__
+
+# The hot statements are built once and executed with parameters: a statement object caches
+# its compiled form's key, so re-running it skips the construction, coercion and cache-key
+# walk that building an ``update(...).where(...).values(...)`` per call costs (about a
+# third of each statement's CPU in the worker). Bound names in WHERE clauses start with
+# ``w_`` so they never clash with the SET columns, which come from the parameter keys.
+_INSERT_DELIVERY = insert(_DELIVERIES)
+_UPDATE_DELIVERY = update(_DELIVERIES).where(
+    _DELIVERIES.c.run_id == bindparam("w_run_id"), _DELIVERIES.c.step_id == bindparam("w_step_id")
+)
+_FINISH_RUN = update(_RUNS).where(
+    _RUNS.c.id == bindparam("w_id"),
+    _RUNS.c.status == RunStatus.RUNNING.value,
+    _RUNS.c.attempts == bindparam("w_attempts"),
+)
+_EXTEND_LEASE = update(_RUNS).where(_RUNS.c.id == bindparam("w_id"))
+_INSERT_STEPS = insert(_STEPS)
 
 
 class _Lru:
@@ -65,9 +84,37 @@ class _Lru:
                 self._items.popitem(last=False)
 
 
+# Bumped by every claim in this process: a connection row read for one batch is not
+# trusted by the next (see ``SqlConnectionResolver``).
+_batch = [0]
+# How long a batch may reuse a connection row at most (a batch with slow destinations can
+# run for minutes; an edited connection is seen within this).
+CONNECTION_REUSE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class _ConnectionRow:
+    batch: int
+    read_at: float
+    connector_key: str
+    config: dict[str, Any]
+    secrets: dict[str, str]
+    limits: tuple[float | None, int | None]  # rate_limit_per_second, max_in_flight
+
+
 class SqlConnectionResolver:
-    def __init__(self, box: SecretBox) -> None:
+    """Connections for the engine.
+
+    ``per_batch`` (workers): a connection row is read once per claimed batch (at most
+    ``CONNECTION_REUSE_SECONDS``) instead of once per run, whose commit expires it; the
+    gate's limits come from the same read (``batch_limits``). Runs claimed later read it again,
+    so an edit reaches every run claimed after it. Without ``per_batch`` (test runs, previews)
+    every call reads the row.
+    """
+
+    def __init__(self, box: SecretBox, *, per_batch: bool = False) -> None:
         self.box = box
+        self.per_batch = per_batch
         # Decrypted secrets by ciphertext: a rotated secret is a new ciphertext, so this
         # can never serve a stale secret; it saves a Fernet decrypt per delivery.
         self._secrets = _Lru(256)
@@ -76,20 +123,64 @@ class SqlConnectionResolver:
         # ``limits_for`` → ``session.get``), which then costs no second SELECT.
         self._last: Connection | None = None
 
-    def resolve(self, connection_id: int) -> ResolvedConnection | None:
+    def _fresh(self, connection_id: int) -> _ConnectionRow | None:
+        return _batch_row(connection_id) if self.per_batch else None
+
+    def _read(self, connection_id: int) -> _ConnectionRow | None:
         row = db.session.get(Connection, connection_id)
         self._last = row
         if row is None:
+            _rows.pop(connection_id, None)
             return None
         secrets = self._secrets.get(row.secrets_encrypted)
         if secrets is None:
             secrets = self.box.decrypt(row.secrets_encrypted)
             self._secrets.put(row.secrets_encrypted, secrets)
+        read = _ConnectionRow(
+            _batch[0],
+            time.monotonic(),
+            row.connector_key,
+            dict(row.config or {}),
+            secrets,
+            (row.rate_limit_per_second, row.max_in_flight),
+        )
+        if self.per_batch:
+            if len(_rows) > 256:
+                _rows.clear()
+            _rows[connection_id] = read
+        else:
+            _rows.pop(connection_id, None)
+        return read
+
+    def resolve(self, connection_id: int) -> ResolvedConnection | None:
+        row = self._fresh(connection_id) or self._read(connection_id)
+        if row is None:
+            return None
         return ResolvedConnection(
             connector_key=row.connector_key,
-            config=dict(row.config or {}),
-            secrets=dict(secrets),
+            config=dict(row.config),
+            secrets=dict(row.secrets),
         )
+
+
+# Connection rows read for the current batch by a ``per_batch`` resolver (workers only).
+_rows: dict[int, _ConnectionRow] = {}
+
+
+def _batch_row(connection_id: int) -> _ConnectionRow | None:
+    row = _rows.get(connection_id)
+    if row is None or row.batch != _batch[0]:
+        return None
+    if time.monotonic() - row.read_at > CONNECTION_REUSE_SECONDS:
+        return None
+    return row
+
+
+def batch_limits(connection_id: int) -> tuple[float | None, int | None] | None:
+    """A connection's (rate limit per second, max in flight) as this worker's resolver read
+    it for the current batch, or None when it has not (the caller reads the row)."""
+    row = _batch_row(connection_id)
+    return None if row is None else row.limits
 
 
 # Monotonic time of this process's latest claim of each run it holds (claim → finish), so
@@ -116,16 +207,17 @@ class SqlDeliveryLedger:
         now = utcnow()
         if new:
             db.session.execute(
-                insert(_DELIVERIES).values(
-                    run_id=run_id,
-                    step_id=step_id,
-                    idempotency_key=idempotency_key,
-                    attempts=1,
-                    status=DeliveryStatus.SENDING.value,
-                    response_excerpt="",
-                    created_at=now,
-                    updated_at=now,
-                )
+                _INSERT_DELIVERY,
+                {
+                    "run_id": run_id,
+                    "step_id": step_id,
+                    "idempotency_key": idempotency_key,
+                    "attempts": 1,
+                    "status": DeliveryStatus.SENDING.value,
+                    "response_excerpt": "",
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
             attempts = 1
         else:
@@ -142,9 +234,8 @@ class SqlDeliveryLedger:
         claimed = _claimed_at.get(run_id)
         if claimed is None or time.monotonic() - claimed > 0.05 * self.lease_seconds:
             db.session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(lease_until=now + timedelta(seconds=self.lease_seconds))
+                _EXTEND_LEASE,
+                {"w_id": run_id, "lease_until": now + timedelta(seconds=self.lease_seconds)},
             )
         db.session.commit()
         return attempts
@@ -153,9 +244,8 @@ class SqlDeliveryLedger:
         # One UPDATE by the natural key: the row exists since ``begin`` committed it. Not
         # committed here: the next commit of this run carries it (see the module docstring).
         db.session.execute(
-            update(_DELIVERIES)
-            .where(_DELIVERIES.c.run_id == run_id, _DELIVERIES.c.step_id == step_id)
-            .values(updated_at=utcnow(), **values)
+            _UPDATE_DELIVERY,
+            {"w_run_id": run_id, "w_step_id": step_id, "updated_at": utcnow(), **values},
         )
 
     def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None:
@@ -180,11 +270,15 @@ class SqlDeliveryLedger:
         response_excerpt: str,
         uncounted: bool = False,
     ) -> None:
-        counted = {"attempts": _DELIVERIES.c.attempts - 1} if uncounted else {}
+        if uncounted:  # a failed half-open trial gives its attempt back (rare: built per call)
+            db.session.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.run_id == run_id, _DELIVERIES.c.step_id == step_id)
+                .values(attempts=_DELIVERIES.c.attempts - 1)
+            )
         self._update(
             run_id,
             step_id,
-            **counted,
             status=status.value,
             last_error=error,
             response_code=response_code,
@@ -275,6 +369,7 @@ class SqlRunStore:
             .execution_options(synchronize_session=False)
         ).first()
         db.session.commit()
+        _batch[0] += 1
         return None if row is None else self._claimed(row, now)
 
     def _claim_queued(self, limit: int, lease_seconds: float, *, crashed: bool) -> list[Any]:
@@ -310,6 +405,7 @@ class SqlRunStore:
             .execution_options(synchronize_session=False)
         ).all()
         db.session.commit()
+        _batch[0] += 1
         return sorted((self._claimed(row, now) for row in rows), key=lambda c: c.run_id)
 
     def claim_batch(self, limit: int, lease_seconds: float) -> list[ClaimedRun]:
@@ -369,13 +465,7 @@ class SqlRunStore:
         else:
             values["finished_at"] = now
         fenced = db.session.execute(
-            update(_RUNS)
-            .where(
-                _RUNS.c.id == claimed.run_id,
-                _RUNS.c.status == RunStatus.RUNNING.value,
-                _RUNS.c.attempts == claimed.attempts,
-            )
-            .values(**values)
+            _FINISH_RUN, {"w_id": claimed.run_id, "w_attempts": claimed.attempts, **values}
         )
         _claimed_at.pop(claimed.run_id, None)
         if fenced.rowcount != 1:
@@ -389,7 +479,7 @@ class SqlRunStore:
         if result.steps:
             # One multi-row INSERT (no RETURNING of ids) instead of one ORM object per step.
             db.session.execute(
-                insert(_STEPS),
+                _INSERT_STEPS,
                 [
                     {
                         "run_id": claimed.run_id,

@@ -36,7 +36,7 @@ def build_runner(app: Flask) -> FlowRunner:
     lease = app.config["FLOWGATE_RUN_LEASE_SECONDS"]
     return FlowRunner(
         registry=runtime.registry(app),
-        connections=SqlConnectionResolver(runtime.secret_box(app)),
+        connections=SqlConnectionResolver(runtime.secret_box(app), per_batch=True),
         deliveries=SqlDeliveryLedger(lease),
         http=runtime.http_session(app),
         key_prefix=runtime.idempotency_prefix(app),

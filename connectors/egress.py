@@ -344,6 +344,25 @@ def guarded_session(policy: EgressPolicy, *, user_agent: str = "Flowgate/0.1") -
     return session
 
 
+def plain_http_pool(session: Any, url: str) -> PoolManager | None:
+    """The guarded urllib3 pool manager behind ``session`` for a plain ``http://`` URL, or
+    None when the request must go through ``requests`` (https, whose certificate settings
+    are the session's; a session that is not guarded; proxies configured).
+
+    A caller may send through it directly and skip requests' per-request preparation: the
+    egress check lives in the pool's connections (``_open_checked_socket``), so it still
+    runs on every new connection, exactly as it does under requests.
+    """
+    if not url.startswith("http://") or not isinstance(session, _NoRedirectSession):
+        return None
+    if session.proxies or session.trust_env:
+        return None
+    adapter = session.get_adapter(url)
+    if not isinstance(adapter, _GuardedAdapter):
+        return None
+    return adapter.poolmanager
+
+
 def checked_addresses(policy: EgressPolicy, host: str, port: int) -> list[str]:
     """Resolve ``host`` once for a non-HTTP protocol (SQL, SFTP, SMTP, AMQP) and return its
     addresses, refusing with ``EgressDenied`` if ANY of them is disallowed.

@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
+from urllib3 import PoolManager
 
 from connectors.base import (
     CheckResult,
@@ -29,10 +31,13 @@ from connectors.base import (
     RetryableConnectorError,
     SendResult,
 )
+from connectors.egress import plain_http_pool
 from connectors.httputil import (
+    as_requests_error,
     error_for_status,
     parse_retry_after,
     read_excerpt,
+    read_raw_excerpt,
     transport_error,
 )
 from connectors.redaction import Redactor
@@ -372,6 +377,69 @@ def _deliver(
     """One attempt: the status, headers and redacted excerpt of the answer."""
     timeout = _timeout(ctx)
     started = time.monotonic()
+    pool = plain_http_pool(ctx.http, url)
+    if pool is not None:
+        status, response_headers, excerpt = _send_direct(
+            pool, ctx.http.headers, method, url, body, headers, redact, timeout
+        )
+    else:
+        status, response_headers, excerpt = _send_with_requests(
+            ctx, method, url, body, headers, redact, timeout
+        )
+    elapsed_ms = round((time.monotonic() - started) * 1000)
+    ctx.logger.info(
+        "connector.http.sent method=%s status=%s elapsed_ms=%d", method, status, elapsed_ms
+    )
+    return status, response_headers, excerpt
+
+
+def _send_direct(
+    pool: PoolManager,
+    defaults: Mapping[str, str],
+    method: str,
+    url: str,
+    body: bytes,
+    headers: CaseInsensitiveDict[str],
+    redact: Redactor,
+    timeout: float,
+) -> tuple[int, CaseInsensitiveDict[str], str]:
+    """Plain http:// through the session's guarded urllib3 pool, without requests' per-call
+    preparation (about 0.6 ms of CPU a delivery, bench/README.md). Same headers (the
+    session's defaults, then ours), no redirects, no retries, same timeouts and errors."""
+    merged = CaseInsensitiveDict(defaults)
+    merged.update(headers)
+    try:
+        response = pool.urlopen(
+            method,
+            url,
+            body=body,
+            headers=dict(merged),
+            retries=False,
+            redirect=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            preload_content=False,
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        raise transport_error(as_requests_error(exc), redact, url=url, timeout=timeout) from exc
+    complete = False
+    try:
+        excerpt, complete = read_raw_excerpt(response, redact)
+    finally:
+        if not complete:
+            response.close()  # a body left unread: the connection cannot be reused
+        response.release_conn()
+    return response.status, CaseInsensitiveDict(response.headers), excerpt
+
+
+def _send_with_requests(
+    ctx: ConnectorContext,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: CaseInsensitiveDict[str],
+    redact: Redactor,
+    timeout: float,
+) -> tuple[int, CaseInsensitiveDict[str], str]:
     try:
         response = ctx.http.request(
             method,
@@ -388,13 +456,6 @@ def _deliver(
         excerpt = read_excerpt(response, redact)
     finally:
         response.close()
-    elapsed_ms = round((time.monotonic() - started) * 1000)
-    ctx.logger.info(
-        "connector.http.sent method=%s status=%s elapsed_ms=%d",
-        method,
-        response.status_code,
-        elapsed_ms,
-    )
     return response.status_code, response.headers, excerpt
 
 

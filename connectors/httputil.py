@@ -66,6 +66,50 @@ def read_excerpt(response: requests.Response, redact: Redact) -> str:
     return redact(text)[:EXCERPT_CHARS]
 
 
+def read_raw_excerpt(response: urllib3.BaseHTTPResponse, redact: Redact) -> tuple[str, bool]:
+    """``read_excerpt`` for a urllib3 response (decoded like requests, same charset rule);
+    also whether the body was read to its end (the connection can then be reused)."""
+    chunks: list[bytes] = []
+    size = 0
+    complete = False
+    try:
+        for chunk in response.stream(8192, decode_content=True):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _READ_LIMIT_BYTES:
+                break
+        else:
+            complete = True
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass
+    encoding = requests.utils.get_encoding_from_headers(response.headers) or "utf-8"
+    try:
+        text = b"".join(chunks)[:_READ_LIMIT_BYTES].decode(encoding, "replace")
+    except LookupError:  # an unknown charset: requests falls back the same way
+        text = b"".join(chunks)[:_READ_LIMIT_BYTES].decode("utf-8", "replace")
+    return redact(text)[:EXCERPT_CHARS], complete
+
+
+def as_requests_error(exc: Exception) -> requests.RequestException:
+    """The exception requests' HTTPAdapter raises for this urllib3 failure (urllib3 called
+    with ``retries=False`` raises the failure itself), so ``transport_error`` classifies a
+    direct urllib3 call exactly like one through requests."""
+    errors = urllib3.exceptions
+    if isinstance(exc, errors.ConnectTimeoutError) and not isinstance(
+        exc, errors.NewConnectionError
+    ):
+        return requests.ConnectTimeout(exc)
+    if isinstance(exc, errors.ReadTimeoutError):
+        return requests.ReadTimeout(exc)
+    if isinstance(exc, errors.SSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, (errors.ProtocolError, errors.NewConnectionError, OSError)):
+        return requests.ConnectionError(exc)
+    if isinstance(exc, (errors.ClosedPoolError, errors.MaxRetryError)):
+        return requests.ConnectionError(exc)
+    return requests.RequestException(exc)
+
+
 def error_for_status(
     status: int, headers: Mapping[str, str], excerpt: str, redact: Redact
 ) -> ConnectorError | None:

@@ -8,6 +8,7 @@ stored and when searched, so ``Jane@Example.com`` finds ``jane@example.com``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 MAX_KEYS_PER_RUN = 50
@@ -36,9 +37,21 @@ def normalise(value: str) -> str:
     return value.lower() if "@" in value else value
 
 
+# Verdicts by field name: payloads repeat the same few dozen names (a 20-line order walks
+# about 240 fields), so each name is flattened and compared once per process. Bounded, since
+# names come from senders: past the cap, verdicts are computed and not stored.
+_VERDICTS: dict[str, bool] = {}
+_VERDICTS_MAX = 4096
+
+
 def _is_key_field(name: str) -> bool:
-    flat = name.replace("_", "").replace("-", "").lower()
-    return flat in _FIELD_NAMES or flat.endswith(_SUFFIXES)
+    verdict = _VERDICTS.get(name)
+    if verdict is None:
+        flat = name.replace("_", "").replace("-", "").lower()
+        verdict = flat in _FIELD_NAMES or flat.endswith(_SUFFIXES)
+        if len(_VERDICTS) < _VERDICTS_MAX:
+            _VERDICTS[name] = verdict
+    return verdict
 
 
 def extract(payload: Any, business_key: str | None = None) -> list[str]:
@@ -46,23 +59,31 @@ def extract(payload: Any, business_key: str | None = None) -> list[str]:
     found: dict[str, None] = {}
     if business_key:
         found[normalise(business_key)[:255]] = None
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > MAX_DEPTH or len(found) >= MAX_KEYS_PER_RUN:
-            return
-        if isinstance(node, dict):
-            for name, value in node.items():
-                if isinstance(value, (dict, list)):
-                    walk(value, depth + 1)
-                elif _is_key_field(str(name)) and isinstance(value, (str, int)):
-                    if isinstance(value, bool):
-                        continue
-                    text = normalise(str(value))[:255]
-                    if text and len(found) < MAX_KEYS_PER_RUN:
-                        found[text] = None
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, depth + 1)
-
-    walk(payload, 0)
+    # Depth first in document order, like a recursive walk (same keys kept under the cap),
+    # with a stack of (field iterator, depth of its fields) instead of Python recursion.
+    stack: list[tuple[Iterator[tuple[Any, Any]], int]] = [(iter(((None, payload),)), 0)]
+    while stack and len(found) < MAX_KEYS_PER_RUN:
+        fields, depth = stack[-1]
+        for name, value in fields:
+            kind = type(value)
+            if kind is dict or kind is list or isinstance(value, (dict, list)):
+                if depth <= MAX_DEPTH:
+                    if isinstance(value, dict):
+                        stack.append((iter(value.items()), depth + 1))
+                    else:
+                        stack.append((((None, item) for item in value), depth + 1))
+                    break
+            elif (
+                name is not None
+                and isinstance(value, (str, int))
+                and kind is not bool
+                and _is_key_field(str(name))
+            ):
+                text = normalise(str(value))[:255]
+                if text:
+                    found[text] = None
+                    if len(found) >= MAX_KEYS_PER_RUN:
+                        break
+        else:
+            stack.pop()
     return list(found)

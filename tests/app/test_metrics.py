@@ -239,3 +239,20 @@ def test_scrape_cost_is_bounded(client, make_user, sink, app, capsys):
             f"collector {m.value('flowgate_scrape_duration_seconds') * 1000:.0f} ms"
         )
     assert min(timings) < 1.0
+
+
+def test_queue_depth_counts_queued_runs_not_drain_jobs(client, make_user, sink, run_worker, app):
+    """Intake wakes one drain job for many runs (app.queues): the gauge must count runs."""
+    from app.queues import run_queue
+
+    ctx = live_flow(client, make_user, sink)
+    for number in range(1, 4):
+        post_order(client, ctx, dict(ORDER, order_number=number))
+    with app.app_context():
+        jobs = run_queue(app).count
+    assert jobs < 3  # the wake marker coalesced the wake-ups
+
+    name = app.config["FLOWGATE_QUEUE_NAME"]
+    assert scrape(client, ctx["headers"]).value("flowgate_queue_depth", queue=name) == 3
+    run_worker()
+    assert scrape(client, ctx["headers"]).value("flowgate_queue_depth", queue=name) == 0

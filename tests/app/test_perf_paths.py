@@ -186,22 +186,22 @@ def test_intake_and_worker_issue_the_expected_sql(client, make_user, sink, run_w
     stop = _count_sql(db.engine)
     post_order(client, ctx, dict(ORDER, order_number=4242))
     intake = stop()
-    # The live check, the run (Core INSERT … RETURNING) and its search keys (one multi-row
-    # INSERT); one commit; no re-read of the run.
+    # The run, with the live check inside it (INSERT … SELECT … WHERE EXISTS … RETURNING),
+    # and its search keys (one multi-row INSERT); one commit; no re-read of the run.
     assert intake["COMMIT"] == 1
-    assert intake["SELECT"] == 1 and intake["INSERT"] == 2
+    assert intake["SELECT"] == 0 and intake["INSERT"] == 2
     for number in range(4243, 4247):
         post_order(client, ctx, dict(ORDER, order_number=number))
     stop = _count_sql(db.engine)
     run_worker()  # one drain job: the first post woke it, the others found it pending
     worker = stop()
-    # One batch of 5: one claim (UPDATE … RETURNING) and its commit; per run the connection
-    # (SELECT), the delivery INSERT and its commit (which carries the previous run's final
-    # write), the acknowledgement UPDATE, the fenced run UPDATE and the steps INSERT; one
-    # commit at the end of the batch; then the empty claims that end the job (runs that never
-    # lost a lease, then one that did): 2 UPDATEs and 2 commits.
+    # One batch of 5: one claim (UPDATE … RETURNING) and its commit; the connection row once
+    # for the batch (SELECT); per run the delivery INSERT and its commit (which carries the
+    # previous run's final write), the acknowledgement UPDATE, the fenced run UPDATE and the
+    # steps INSERT; one commit at the end of the batch; then the empty claims that end the
+    # job (runs that never lost a lease, then one that did): 2 UPDATEs and 2 commits.
     # (The claim is ``WITH picked AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …``.)
     assert worker["COMMIT"] == 1 + 5 + 1 + 2
     assert worker["WITH"] == 1 + 2 and worker["UPDATE"] == 5 * 2
-    assert worker["INSERT"] == 5 * 2 and worker["SELECT"] <= 5
+    assert worker["INSERT"] == 5 * 2 and worker["SELECT"] == 1
     assert len(sink.requests) == 6
