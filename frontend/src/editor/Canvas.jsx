@@ -7,6 +7,8 @@ import {
   applyEdgeChanges,
   applyNodeChanges,
   useReactFlow,
+  useStore,
+  useUpdateNodeInternals,
 } from '@xyflow/react';
 import { useCallback, useEffect, useState } from 'react';
 import { DND_TYPE } from './Palette.jsx';
@@ -91,6 +93,37 @@ function buildEdges(doc, prev, { byEdge, selection }) {
   });
 }
 
+// Nodes an edge cannot be drawn from: in the DOM, but React Flow holds no handle bounds for
+// them, or none with the id the edge names. React Flow measures handles only when a node's
+// size changes, so a measurement that was dropped or taken before the handles were there is
+// never redone by itself, and the edge stays undrawn (xyflow/xyflow#4888). As a string, so
+// the canvas re-renders only when the set changes.
+function unmeasuredEnds(s) {
+  const stale = new Set();
+  const check = (id, type, handleId) => {
+    const node = s.nodeLookup.get(id);
+    if (!node || node.hidden) return;
+    const bounds = node.internals.handleBounds?.[type];
+    if (!bounds?.some((h) => handleId == null || h.id === handleId)) stale.add(id);
+  };
+  for (const e of s.edges) {
+    check(e.source, 'source', e.sourceHandle);
+    check(e.target, 'target', e.targetHandle);
+  }
+  return [...stale].sort().join('\n');
+}
+
+/** Re-measures the nodes `unmeasuredEnds` names (once per distinct set: a handle that is
+ * really missing, such as a branch an edge still names, is not measured over and over). */
+function EdgeEndsGuard() {
+  const stale = useStore(unmeasuredEnds);
+  const updateNodeInternals = useUpdateNodeInternals();
+  useEffect(() => {
+    if (stale) updateNodeInternals(stale.split('\n'));
+  }, [stale, updateNodeInternals]);
+  return null;
+}
+
 /**
  * The React Flow canvas over the definition. Positions live in `doc.layout`; moving a node is
  * committed when the drag (or keyboard move) ends. Selection is owned by the parent.
@@ -100,22 +133,26 @@ export default function Canvas({
   onMove, onConnect, onDelete, onDropItem, titleOf,
 }) {
   const { screenToFlowPosition } = useReactFlow();
-  const [nodes, setNodes] = useState([]);
-  const [edges, setEdges] = useState([]);
+  // Nodes and edges are one state, built together from the definition: React Flow never gets
+  // edges whose nodes it does not have yet (nor the other way round), and the first render
+  // already holds the opened flow.
+  const build = (prev) => ({
+    nodes: buildNodes(doc, prev.nodes, { connectors, connections, byNode: grouped.byNode, runStatus, selection, titleOf }),
+    edges: buildEdges(doc, prev.edges, { byEdge: grouped.byEdge, selection }),
+  });
+  const [graph, setGraph] = useState(() => build({ nodes: [], edges: [] }));
   // Fit an opened flow into view once; an empty canvas keeps its viewport so drops land
   // where they are made.
   const [fitOnOpen] = useState(() => !!doc.trigger || doc.steps.length > 0);
 
   useEffect(() => {
-    setNodes((prev) => buildNodes(doc, prev, { connectors, connections, byNode: grouped.byNode, runStatus, selection, titleOf }));
-  }, [doc, connectors, connections, grouped, runStatus, selection, titleOf]);
-  useEffect(() => {
-    setEdges((prev) => buildEdges(doc, prev, { byEdge: grouped.byEdge, selection }));
-  }, [doc, grouped, selection]);
+    setGraph(build);
+  }, [doc, connectors, connections, grouped, runStatus, selection, titleOf]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback((changes) => {
     const visual = changes.filter((c) => c.type !== 'remove');
-    setNodes((nds) => applyNodeChanges(visual, nds));
+    // Dimension changes land here too: the `measured` they set is kept by every rebuild.
+    setGraph((g) => ({ ...g, nodes: applyNodeChanges(visual, g.nodes) }));
     const moved = {};
     for (const c of changes) {
       if (c.type === 'position' && c.position && !c.dragging) {
@@ -134,7 +171,7 @@ export default function Canvas({
   }, [onMove, onSelectionChange]);
 
   const onEdgesChange = useCallback((changes) => {
-    setEdges((eds) => applyEdgeChanges(changes.filter((c) => c.type !== 'remove'), eds));
+    setGraph((g) => ({ ...g, edges: applyEdgeChanges(changes.filter((c) => c.type !== 'remove'), g.edges) }));
     const selects = changes.filter((c) => c.type === 'select');
     if (selects.length) {
       onSelectionChange((sel) => {
@@ -168,8 +205,8 @@ export default function Canvas({
   return (
     <div className="canvas" onDrop={onDrop} onDragOver={onDragOver} data-testid="canvas">
       <ReactFlow
-        nodes={nodes}
-        edges={edges}
+        nodes={graph.nodes}
+        edges={graph.edges}
         nodeTypes={NODE_TYPES}
         onNodesChange={onNodesChange}
         onEdgesChange={onEdgesChange}
@@ -184,6 +221,7 @@ export default function Canvas({
         proOptions={{ hideAttribution: true }}
         aria-label="Flow canvas"
       >
+        <EdgeEndsGuard />
         <Background gap={20} size={1} />
         <Controls showInteractive={false} position="bottom-left" fitViewOptions={{ maxZoom: 1, padding: 0.2 }} />
         <MiniMap pannable zoomable position="bottom-right" ariaLabel="Mini map" nodeColor={minimapColour} nodeStrokeWidth={3} style={{ width: 160, height: 100 }} />

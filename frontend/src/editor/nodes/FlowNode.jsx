@@ -1,12 +1,23 @@
-import { Handle, Position } from '@xyflow/react';
-import { memo } from 'react';
+import { Handle, Position, useUpdateNodeInternals } from '@xyflow/react';
+import { memo, useEffect, useRef } from 'react';
 import './routeSplit.css';
 
 const ICON = { trigger: '⚡', map: '⇄', filter: '▽', route: '◇', split: '⋔', deliver: '➜' };
 
 /** One canvas node: kind, title, a one-line summary, problem count and test-run status. */
-function FlowNode({ data, selected }) {
+function FlowNode({ id, data, selected }) {
   const { kind, title, subtitle, problems = [], runStatus, hasInput, hasOutput, branches } = data;
+  // React Flow draws edges from the handle positions it measured, and re-measures only when
+  // the node's size changes: a renamed route case (same size, new handle id) would lose its
+  // edge. So say when the set of handles changes.
+  const updateNodeInternals = useUpdateNodeInternals();
+  const handles = `${hasInput}|${hasOutput}|${(branches ?? []).join('\u0000')}`;
+  const measuredHandles = useRef(handles);
+  useEffect(() => {
+    if (measuredHandles.current === handles) return;
+    measuredHandles.current = handles;
+    updateNodeInternals(id);
+  }, [id, handles, updateNodeInternals]);
   const failed = runStatus === 'failed';
   const classes = ['fg-node', `fg-node-${kind}`];
   if (selected) classes.push('is-selected');
