@@ -66,6 +66,23 @@ def mapping_evaluator(app: Flask | None = None) -> SandboxedEvaluator:
     )
 
 
+def connector_evaluator(app: Flask | None = None) -> Any:
+    """``ConnectorContext.evaluate`` for pollers and checks: JSONata in the sandbox, its
+    failures reported as the connector's own errors (a poll or check that fails, not a 500)."""
+    from connectors.base import ConnectorError
+    from flows import mapping
+
+    evaluator = mapping_evaluator(app)
+
+    def evaluate(expression: str, data: Any) -> Any:
+        try:
+            return evaluator.evaluate(expression, data)
+        except mapping.MappingError as exc:
+            raise ConnectorError(f"{exc.code}: {exc.message}") from None
+
+    return evaluate
+
+
 def idempotency_prefix(app: Flask | None = None) -> str:
     """Derived from the secret key so two installations never share idempotency keys
     (a destination would otherwise treat a fresh install's run 1 as a duplicate)."""

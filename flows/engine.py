@@ -327,6 +327,27 @@ class FlowRunner:
         error = {"code": "waiting", "message": admission.reason}
         return StepResult(step.id, StepStatus.RETRYING, message, None, error), False, None
 
+    def _record_failure(
+        self,
+        run_id: int,
+        step: Step,
+        exc: ConnectorError,
+        status: DeliveryStatus,
+        *,
+        uncounted: bool = False,
+    ) -> None:
+        assert self.deliveries is not None
+        kwargs = {"uncounted": True} if uncounted else {}  # ledgers without the keyword work
+        self.deliveries.fail(
+            run_id,
+            step.id,
+            status=status,
+            error=exc.message,
+            response_code=exc.status_code,
+            response_excerpt=exc.response_excerpt,
+            **kwargs,
+        )
+
     def _trial_failed(
         self,
         run_id: int,
@@ -338,16 +359,7 @@ class FlowRunner:
     ) -> tuple[StepResult, bool, Any]:
         """The half-open breaker's trial failed: the breaker opens again and this run waits
         like every other run behind it, its attempt given back (see ``Admission.trial``)."""
-        assert self.deliveries is not None
-        self.deliveries.fail(
-            run_id,
-            step.id,
-            status=DeliveryStatus.RETRYING,
-            error=exc.message,
-            response_code=exc.status_code,
-            response_excerpt=exc.response_excerpt,
-            uncounted=True,
-        )
+        self._record_failure(run_id, step, exc, DeliveryStatus.RETRYING, uncounted=True)
         log.info("run.trial_failed run_id=%s step=%s error=%r", run_id, step.id, exc.message)
         wait = max(1.0, backoff_seconds(step.retry, max(attempt - 1, 1)))
         reason = f"circuit breaker trial failed: {exc.message}"
@@ -373,15 +385,7 @@ class FlowRunner:
         too_old = outcome.age_seconds + delay > step.retry.max_age_seconds
         retry = exc.retryable and attempt < step.retry.max_attempts and not too_old
         status = DeliveryStatus.RETRYING if retry else DeliveryStatus.DEAD_LETTERED
-        assert self.deliveries is not None
-        self.deliveries.fail(
-            run_id,
-            step.id,
-            status=status,
-            error=exc.message,
-            response_code=exc.status_code,
-            response_excerpt=exc.response_excerpt,
-        )
+        self._record_failure(run_id, step, exc, status)
         code = AMBIGUOUS_DELIVERY if isinstance(exc, AmbiguousDelivery) else "delivery_failed"
         error = {"code": code, "message": exc.message, "attempt": attempt}
         if exc.status_code is not None:

@@ -320,6 +320,25 @@ def _plan(run: Run, version: FlowVersion) -> dict[str, Any]:
     }
 
 
+def requeued(now: datetime) -> dict[str, Any]:
+    """The columns of a finished run queued again by a replay (dead letter or re-send)."""
+    return {
+        "status": RunStatus.QUEUED.value,
+        "reason": None,
+        "finished_at": None,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "enqueued_at": now,
+        # replays > 0: the claim then reads the ledger instead of assuming it empty.
+        "replays": Run.replays + 1,
+        "replayed_at": now,
+        # A fresh crash budget too: the sweep dead-letters a run whose lost leases reached
+        # FLOWGATE_MAX_RUN_ATTEMPTS, which a replayed run may already have used up.
+        "attempts": 0,
+        "crash_count": 0,
+    }
+
+
 def _replay_one(plan: dict[str, Any], choice: str, actor: User, batch: str, now: datetime) -> bool:
     """Queue one dead letter again (in the caller's transaction); False if it moved on."""
     ref = plan["ref"]
@@ -328,22 +347,11 @@ def _replay_one(plan: dict[str, Any], choice: str, actor: User, batch: str, now:
         update(Run)
         .where(Run.id == run_id, Run.status == _DEAD)  # compare-and-set: one replay wins
         .values(
-            status=RunStatus.QUEUED.value,
-            reason=None,
-            finished_at=None,
-            next_attempt_at=None,
-            lease_until=None,
-            enqueued_at=now,
+            **requeued(now),
             flow_version_id=plan["version_id"],
             original_version_id=(
                 None if plan["version_id"] == plan["original_id"] else plan["original_id"]
             ),
-            replays=Run.replays + 1,
-            replayed_at=now,
-            # A fresh crash budget too: the sweep dead-letters a run whose lost leases
-            # reached FLOWGATE_MAX_RUN_ATTEMPTS, which a replayed run may already have used up.
-            attempts=0,
-            crash_count=0,
         )
         .execution_options(synchronize_session=False)
     )

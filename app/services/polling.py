@@ -36,7 +36,6 @@ from app.models import Connection, Flow, FlowVersion, PollState, VersionStatus
 from app.models._types import utcnow
 from app.services.intake import TooManyRequests, check_backlog, record_run
 from connectors.base import ConnectorContext, ConnectorError, Poller
-from flows import mapping
 
 log = logging.getLogger("flowgate.polling")
 
@@ -123,18 +122,6 @@ def clear_pause(flow_id: int) -> None:
         log.info("triggers.resumed flow=%s", flow_id)
 
 
-def _evaluator(app: Flask) -> Any:
-    evaluator = runtime.mapping_evaluator(app)
-
-    def evaluate(expression: str, data: Any) -> Any:
-        try:
-            return evaluator.evaluate(expression, data)
-        except mapping.MappingError as exc:
-            raise ConnectorError(f"{exc.code}: {exc.message}") from None
-
-    return evaluate
-
-
 def poll_context(app: Flask, trigger: dict[str, Any]) -> ConnectorContext:
     """The connector context of a poll trigger: its connection, secrets and the evaluator."""
     trigger_type = str(trigger.get("type"))
@@ -157,7 +144,7 @@ def poll_context(app: Flask, trigger: dict[str, Any]) -> ConnectorContext:
         logger=logging.getLogger(f"flowgate.connector.{trigger_type}"),
         http=runtime.http_session(app),
         egress=runtime.egress_policy(app),
-        evaluate=_evaluator(app),
+        evaluate=runtime.connector_evaluator(app),
     )
 
 

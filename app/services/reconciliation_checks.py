@@ -66,18 +66,6 @@ def _app() -> Flask:
     return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
-def _evaluator(app: Flask) -> Any:
-    evaluator = runtime.mapping_evaluator(app)
-
-    def evaluate(expression: str, data: Any) -> Any:
-        try:
-            return evaluator.evaluate(expression, data)
-        except mapping.MappingError as exc:
-            raise ConnectorError(f"{exc.code}: {exc.message}") from None
-
-    return evaluate
-
-
 def _context(app: Flask, connection: Connection, step_config: dict[str, Any]) -> ConnectorContext:
     return ConnectorContext(
         connection_config=dict(connection.config or {}),
@@ -86,7 +74,7 @@ def _context(app: Flask, connection: Connection, step_config: dict[str, Any]) ->
         logger=logging.getLogger(f"flowgate.reconciliation.{connection.connector_key}"),
         http=runtime.http_session(app),
         egress=runtime.egress_policy(app),
-        evaluate=_evaluator(app),
+        evaluate=runtime.connector_evaluator(app),
     )
 
 

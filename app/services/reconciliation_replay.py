@@ -90,19 +90,7 @@ def _resend_one(
     moved = db.session.execute(
         update(Run)
         .where(Run.id == run.id, Run.status == _SUCCEEDED)  # compare-and-set: one replay wins
-        .values(
-            status=RunStatus.QUEUED.value,
-            reason=None,
-            finished_at=None,
-            next_attempt_at=None,
-            lease_until=None,
-            enqueued_at=now,
-            # replays > 0: the claim then reads the ledger instead of assuming it empty.
-            replays=Run.replays + 1,
-            replayed_at=now,
-            attempts=0,
-            crash_count=0,
-        )
+        .values(**dead_letters.requeued(now))
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:
