@@ -337,7 +337,6 @@ class FlowRunner:
         uncounted: bool = False,
     ) -> None:
         assert self.deliveries is not None
-        kwargs = {"uncounted": True} if uncounted else {}  # ledgers without the keyword work
         self.deliveries.fail(
             run_id,
             step.id,
@@ -345,7 +344,7 @@ class FlowRunner:
             error=exc.message,
             response_code=exc.status_code,
             response_excerpt=exc.response_excerpt,
-            **kwargs,
+            uncounted=uncounted,
         )
 
     def _trial_failed(

@@ -244,11 +244,6 @@ def _live_version(slug: str, *, fresh: bool = False) -> tuple[_LiveFlow, _LiveVe
     return flow, version
 
 
-def forget_live_version(slug: str) -> None:
-    """Drop a cached live version (tests; the cache also heals itself, see above)."""
-    current_app.extensions.get("flowgate.live_versions", {}).pop(slug, None)
-
-
 class TooManyRequests(ServiceError):
     status, title = 429, "Too many requests"
 
