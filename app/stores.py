@@ -33,6 +33,7 @@ from app.crypto import SecretBox
 from app.extensions import db
 from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep, VersionStatus
 from app.models._types import utcnow
+from app.models.run import INPUT_FROM_PAYLOAD, INPUT_FROM_STEP
 from connectors.base import SendResult
 from flows.ports import ClaimedRun, DeliveryRecord, ResolvedConnection
 from flows.results import DeliveryStatus, RunResult, RunStatus
@@ -478,23 +479,38 @@ class SqlRunStore:
             db.session.execute(delete(RunStep).where(RunStep.run_id == claimed.run_id))
         if result.steps:
             # One multi-row INSERT (no RETURNING of ids) instead of one ORM object per step.
-            db.session.execute(
-                _INSERT_STEPS,
-                [
-                    {
-                        "run_id": claimed.run_id,
-                        "position": position,
-                        "step_id": step.step_id,
-                        "status": step.status.value,
-                        "input": step.input,
-                        "output": step.output,
-                        "error": step.error,
-                        "duration_ms": step.duration_ms,
-                        "attempt": claimed.attempts,
-                    }
-                    for position, step in enumerate(result.steps)
-                ],
-            )
+            db.session.execute(_INSERT_STEPS, _step_rows(claimed, result))
         if commit:
             db.session.commit()
         return True
+
+
+def _step_rows(claimed: ClaimedRun, result: RunResult) -> list[dict[str, Any]]:
+    """The rows of a run's steps. An input that *is* (same object) the run's payload or an
+    earlier step's output is stored as a reference (``RunStep.input_ref``), not again."""
+    rows = []
+    outputs: dict[int, int] = {}  # id(output) -> position, for outputs stored in full
+    for position, step in enumerate(result.steps):
+        stored, ref = step.input, None
+        if step.input is not None and isinstance(step.input, (dict, list)):
+            if step.input is claimed.payload:
+                stored, ref = None, INPUT_FROM_PAYLOAD
+            elif id(step.input) in outputs:
+                stored, ref = None, f"{INPUT_FROM_STEP}{outputs[id(step.input)]}"
+        if isinstance(step.output, (dict, list)):
+            outputs.setdefault(id(step.output), position)
+        rows.append(
+            {
+                "run_id": claimed.run_id,
+                "position": position,
+                "step_id": step.step_id,
+                "status": step.status.value,
+                "input": stored,
+                "input_ref": ref,
+                "output": step.output,
+                "error": step.error,
+                "duration_ms": step.duration_ms,
+                "attempt": claimed.attempts,
+            }
+        )
+    return rows

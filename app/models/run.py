@@ -77,13 +77,36 @@ class RunStep(db.Model):
     position: Mapped[int]
     step_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20))
-    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    # A step's input is nearly always the run's payload or an earlier step's output (a
+    # filter, a map and a delivery of the same order): then only a reference is stored,
+    # ``input_ref`` = "payload" or "step:<position>", and ``stored_input`` stays NULL. That
+    # halves the JSON a worker encodes per run and the bytes PostgreSQL writes for it.
+    # Read ``input``, which resolves the reference.
+    stored_input: Mapped[Any] = mapped_column("input", JSONType, nullable=True)
+    input_ref: Mapped[str | None] = mapped_column(String(16), nullable=True)
     output: Mapped[Any] = mapped_column(JSONType, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     duration_ms: Mapped[float] = mapped_column(default=0.0)
     attempt: Mapped[int] = mapped_column(default=1)
 
     run: Mapped[Run] = relationship(back_populates="steps")
+
+    @property
+    def input(self) -> Any:
+        ref = self.input_ref
+        if ref is None:
+            return self.stored_input
+        if ref == INPUT_FROM_PAYLOAD:
+            return self.run.payload
+        position = int(ref.removeprefix(INPUT_FROM_STEP))
+        for step in self.run.steps:
+            if step.position == position:
+                return step.output
+        return None  # not reachable for rows the worker wrote: the step is in the same run
+
+
+INPUT_FROM_PAYLOAD = "payload"
+INPUT_FROM_STEP = "step:"
 
 
 class Delivery(db.Model):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, exists, func, insert, select
+from sqlalchemy import Integer, String, bindparam, exists, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import runtime
@@ -212,6 +213,16 @@ _INSERT_RUN_IF_LIVE = (
     .returning(Run.__table__.c.id)
 )
 _INSERT_KEYS = insert(RunKey.__table__)
+# On PostgreSQL the ~10 keys of a message are one statement with an array parameter
+# (``INSERT … SELECT :run_id, unnest(:values)``): executemany in pipeline mode still sends,
+# binds and plans one INSERT per key, about a sixth of intake's CPU on a 20-line order.
+_INSERT_KEYS_UNNEST = insert(RunKey.__table__).from_select(
+    ["run_id", "value"],
+    select(
+        bindparam("run_id", type_=Integer),
+        func.unnest(bindparam("values", type_=postgresql.ARRAY(String))),
+    ),
+)
 
 
 class _StaleVersion(Exception):
@@ -466,8 +477,8 @@ def record_run(
                 raise _StaleVersion(version.id)
         else:
             run_id = db.session.execute(_INSERT_RUN, row).scalar_one()
-        if keys:  # executemany: one cached compile, sent as one multi-row INSERT
-            db.session.execute(_INSERT_KEYS, [{"run_id": run_id, "value": v} for v in keys])
+        if keys:
+            _insert_keys(run_id, keys)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -477,6 +488,13 @@ def record_run(
     except Exception:  # Redis down: the run is committed; the sweep will enqueue it
         log.warning("intake.enqueue_failed run_id=%s (the sweep will retry)", run_id, exc_info=True)
     return Accepted(run_id)
+
+
+def _insert_keys(run_id: int, keys: list[str]) -> None:
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(_INSERT_KEYS_UNNEST, {"run_id": run_id, "values": keys})
+    else:  # SQLite: executemany is in-process and cheap
+        db.session.execute(_INSERT_KEYS, [{"run_id": run_id, "value": v} for v in keys])
 
 
 def _duplicate(flow_id: int, event_id: str | None, payload_hash: str) -> Accepted:

@@ -86,7 +86,9 @@ def prune(days: int, now: datetime | None = None, batch: int = BATCH) -> Retenti
             update(Run).where(Run.id.in_(ids)).values(payload=PRUNED, pruned_at=pruned_at)
         )
         result = db.session.execute(
-            update(RunStep).where(RunStep.run_id.in_(ids)).values(input=None, output=None)
+            update(RunStep)
+            .where(RunStep.run_id.in_(ids))
+            .values(stored_input=None, input_ref=None, output=None)
         )
         steps += result.rowcount or 0
         db.session.execute(

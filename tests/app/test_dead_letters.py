@@ -331,8 +331,8 @@ def test_fixed_mapping_then_bulk_replay_on_live_delivers_the_new_output_once(
         select(AuditEvent).where(AuditEvent.action == "dead_letter.replayed")
     ).scalars()
     assert sorted(
-        (e.object_id, e.detail["version"], e.detail["version_number"]) for e in events
-    ) == [(str(i), "live", 2) for i in run_ids]
+        (int(e.object_id), e.detail["version"], e.detail["version_number"]) for e in events
+    ) == [(i, "live", 2) for i in sorted(run_ids)]  # ids as numbers: "10" sorts before "9"
 
 
 def test_ids_that_are_not_dead_letters_are_reported_not_replayable(
