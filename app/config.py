@@ -113,7 +113,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # The API checks CSRF itself, only for cookie-authenticated writes (see app.auth).
         "WTF_CSRF_CHECK_DEFAULT": False,
         "WTF_CSRF_TIME_LIMIT": None,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Idle connections are pinged on checkout by app._ping_idle_connections instead.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         # OpenAPI (flask-smorest)
         "API_TITLE": "Flowgate API",
         "API_VERSION": "v1",
