@@ -45,9 +45,12 @@ evaluate): about 0.3 ms on an idle core (best case, paired with in-process runs)
 It is the input checked and encoded here, decoded there, the result encoded and decoded,
 and one pipe round trip. The child compiles each expression once and keeps mapping's cache.
 
-Trivially bounded expressions (a plain path, ``$string(path)``, ``path = 'text'``) whose
-answer is certain are answered in the parent by ``flows.trivial``, without a round trip:
-the business key and the usual filter cost a few dict lookups.
+Expressions in a bounded subset of JSONata (paths, object and array constructors, filters,
+arithmetic, concatenation, common functions; no variables, recursion, regexes or ranges)
+are answered in the parent by ``flows.compiled``, without a round trip, when its answer is
+certain: the demo order mapping takes about 0.2 ms there instead of 2.7 ms here plus the
+IPC. Its own work budget bounds it (tens of milliseconds at most); anything else, and any
+error, is evaluated here.
 
 A large input is decoded inside the hard deadline but before the cooperative clock starts,
 so for inputs of several MB the parent's kill can come before the child's own D1012.
@@ -76,7 +79,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from flows import mapping, trivial
+from flows import compiled, mapping
 from flows.mapping import Limits, MappingError
 
 log = logging.getLogger(__name__)
@@ -165,16 +168,19 @@ class SandboxedEvaluator:
         """Like ``mapping.evaluate``, with the evaluator's limits, in a child process."""
         variables = _checked_input(expression, data, bindings, self.limits)
         if variables is None:
-            known = trivial.evaluate(expression, data)  # a plain path: no round trip
-            if known is not trivial.UNKNOWN:
+            # The bounded subset in-process, no round trip (see flows.compiled)
+            known = compiled.evaluate(
+                expression, data, max_output_bytes=self.limits.max_output_bytes
+            )
+            if known is not compiled.UNKNOWN:
                 return known
         return self._call(["e", expression, data, variables])
 
     def evaluate_condition(self, expression: str, data: Any) -> bool:
         """Like ``mapping.evaluate_condition``, with the evaluator's limits."""
         _checked_input(expression, data, None, self.limits)
-        known = trivial.evaluate_condition(expression, data)  # path = 'text': no round trip
-        if known is not trivial.UNKNOWN:
+        known = compiled.evaluate_condition(expression, data)  # the bounded subset in-process
+        if known is not compiled.UNKNOWN:
             return bool(known)
         return bool(self._call(["c", expression, data, None]))
 
