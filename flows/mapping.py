@@ -505,6 +505,12 @@ def _format_number(value: int | float) -> str:
     return _js_number_text(float(_FIFTEEN_DIGITS.plus(Decimal(value))))
 
 
+def format_number(value: int | float) -> str:
+    """$string()'s number format (with Flowgate's id rule: ints below 10**21 keep every digit),
+    for modules that reproduce $string() without the JSONata library."""
+    return _format_number(value)
+
+
 def _js_number_text(value: float) -> str:
     """JavaScript's Number.prototype.toString() for a finite double."""
     if value == 0:
