@@ -20,8 +20,10 @@ class Run(db.Model):
         UniqueConstraint("flow_id", "idempotency_key", name="uq_runs_flow_idempotency_key"),
         Index("ix_runs_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_runs_flow_received", "flow_id", "received_at"),
-        # Backlog checks at intake and /metrics counts per flow and status.
-        Index("ix_runs_flow_status", "flow_id", "status"),
+        # Backlog checks at intake and /metrics counts per flow and status use the
+        # (flow_id, status, finished_at) index below (app/models/run_key.py). Every index
+        # here is written again on each status change (claim, finish: no HOT update), so
+        # an index that is the prefix of another one is not kept (migration 0015).
         # Latency windows in /metrics and retention scans.
         Index("ix_runs_finished_at", "finished_at"),
         # Run ids are part of idempotency keys: SQLite must never reuse one after a delete.
@@ -36,14 +38,15 @@ class Run(db.Model):
     payload_hash: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     business_key: Mapped[str | None] = mapped_column(String(255), index=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # (status, next_attempt_at) index
     attempts: Mapped[int] = mapped_column(default=0)  # claims (fencing token), not failures
     # Leases lost (the worker was killed or hung), counted by the sweep and by a claim that
     # takes over an expired lease: the crash budget (FLOWGATE_MAX_RUN_ATTEMPTS). Waiting on
     # an open breaker re-claims a run often and counts only in ``attempts``.
     crash_count: Mapped[int] = mapped_column(default=0, server_default="0")
     reason: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # (received_at, flow_id, status) index: app/models/run_key.py
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

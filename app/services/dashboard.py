@@ -150,9 +150,10 @@ def _add_to_lines(stats: _FlowStats, at: datetime, bucket: Any) -> None:
 def _now_counts(flow_id: int | None) -> dict[int, dict[str, int]]:
     """Runs waiting, running or dead-lettered now, per flow.
 
-    Flow by flow (a semi-join on ``flows``): an index-only range of ``ix_runs_flow_status``
-    per flow, ~12 ms at 1,000,000 runs; the ``status`` index alone reads a heap page per
-    dead letter (~250 ms).
+    Flow by flow (a semi-join on ``flows``): an index-only range of
+    ``ix_runs_flow_status_finished`` per flow, ~12 ms at 1,000,000 runs (measured with
+    the former (flow_id, status) index, of which it is an extension); a ``status`` index
+    alone would read a heap page per dead letter (~250 ms).
     """
     flows = select(Flow.id) if flow_id is None else select(literal(flow_id))
     stmt = (
