@@ -230,7 +230,12 @@ def _with_keys(insert_run: Any) -> Any:
     return select(new_run.c.id).add_cte(keys.cte("new_keys"))
 
 
-_INSERT_RUN_AND_KEYS = _with_keys(_INSERT_RUN)
+# Inside a WITH, an INSERT does not take its columns from the parameters: name them.
+_INSERT_RUN_AND_KEYS = _with_keys(
+    insert(Run.__table__)
+    .from_select(list(_RUN_COLUMNS), select(*_RUN_PARAMS.values()))
+    .returning(Run.__table__.c.id)
+)
 _INSERT_RUN_AND_KEYS_IF_LIVE = _with_keys(_INSERT_RUN_IF_LIVE)
 
 
