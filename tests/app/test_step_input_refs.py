@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from app.extensions import db
 from app.models import RunStep
 from tests.app.test_walking_skeleton import ORDER, live_flow
+from tests.support.migrations import MIGRATIONS, app_on_empty_database
 
 
 def _rows(run_id: int) -> list[RunStep]:
@@ -49,76 +50,38 @@ def test_downgrading_0014_writes_the_referenced_inputs_back(database_url, tmp_pa
     """Before the column goes, each reference is replaced by the input it stands for."""
     from flask_migrate import downgrade, upgrade
 
-    from app import create_app
     from app.models import Flow, FlowVersion, Run
-    from tests.app.test_governance import MIGRATIONS
-    from tests.conftest import _overrides, _postgres_database
 
-    gen = None
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'downgrade.db'}"
-    else:
-        gen = _postgres_database()
-        url = next(gen)
-    try:
-        flask_app = create_app(_overrides(url, "redis://unused", tmp_path))
-        with flask_app.app_context():
-            upgrade(directory=MIGRATIONS, revision="heads")
-            flow = Flow(name="f", slug="f")
-            version = FlowVersion(flow=flow, number=1, definition={}, content_hash="x")
-            run = Run(
-                flow=flow,
-                version=version,
-                trigger_kind="webhook",
-                payload={"order_number": 7},
-                payload_hash="h",
-                status="succeeded",
-            )
-            db.session.add(run)
-            db.session.flush()
-            db.session.add_all(
-                [
-                    RunStep(
-                        run=run,
-                        position=0,
-                        step_id="m",
-                        status="succeeded",
-                        input_ref="payload",
-                        output={"ref": "WEB-7"},
-                    ),
-                    RunStep(
-                        run=run,
-                        position=1,
-                        step_id="d",
-                        status="succeeded",
-                        input_ref="step:0",
-                        output={"ok": True},
-                    ),
-                    RunStep(
-                        run=run,
-                        position=2,
-                        step_id="x",
-                        status="succeeded",
-                        stored_input={"own": 1},
-                        output=None,
-                    ),
-                ]
-            )
-            db.session.commit()
-            run_id = run.id
-            db.session.remove()
-            downgrade(directory=MIGRATIONS, revision="0013_notification_outbox")
-            rows = db.session.execute(
-                text("SELECT input FROM run_steps WHERE run_id = :r ORDER BY position"),
-                {"r": run_id},
-            ).scalars()
-            inputs = [json.loads(v) if isinstance(v, str) else v for v in rows]
-            assert inputs == [{"order_number": 7}, {"ref": "WEB-7"}, {"own": 1}]
-            db.session.remove()
-            upgrade(directory=MIGRATIONS, revision="heads")
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if gen is not None:
-            for _ in gen:
-                pass
+    with app_on_empty_database(database_url, tmp_path):
+        upgrade(directory=MIGRATIONS, revision="heads")
+        flow = Flow(name="f", slug="f")
+        version = FlowVersion(flow=flow, number=1, definition={}, content_hash="x")
+        run = Run(
+            flow=flow,
+            version=version,
+            trigger_kind="webhook",
+            payload={"order_number": 7},
+            payload_hash="h",
+            status="succeeded",
+        )
+        db.session.add(run)
+        db.session.flush()
+        step = dict(run=run, status="succeeded")
+        db.session.add_all(
+            [
+                RunStep(**step, position=0, step_id="m", input_ref="payload", output={"r": 7}),
+                RunStep(**step, position=1, step_id="d", input_ref="step:0", output={"ok": 1}),
+                RunStep(**step, position=2, step_id="x", stored_input={"own": 1}, output=None),
+            ]
+        )
+        db.session.commit()
+        run_id = run.id
+        db.session.remove()
+        downgrade(directory=MIGRATIONS, revision="0013_notification_outbox")
+        rows = db.session.execute(
+            text("SELECT input FROM run_steps WHERE run_id = :r ORDER BY position"), {"r": run_id}
+        ).scalars()
+        inputs = [json.loads(v) if isinstance(v, str) else v for v in rows]
+        assert inputs == [{"order_number": 7}, {"r": 7}, {"own": 1}]
+        db.session.remove()
+        upgrade(directory=MIGRATIONS, revision="heads")
