@@ -46,7 +46,6 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,16 +64,11 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import stack as shared  # noqa: E402
+from bench.stack import Api, StackError  # noqa: E402
 from tests.support.contracts import contract_between  # noqa: E402
-from tests.support.processes import (  # noqa: E402
-    PYTHON,
-    Proc,
-    Processes,
-    clean_env,
-    free_port,
-    http,
-    wait_for,
-)
+from tests.support.drafts import webhook_flow  # noqa: E402
+from tests.support.processes import Proc, Processes, free_port, http, wait_for  # noqa: E402
 
 PG_ADMIN_DEFAULT = os.environ.get(
     "FLOWGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -242,36 +236,9 @@ class ControlSink:
 # --------------------------------------------------------------------------- the stack
 
 
-class AcceptanceError(Exception):
+# A scenario's own failure; set-up and API failures raise its base, bench.stack.StackError.
+class AcceptanceError(StackError):
     pass
-
-
-class Api:
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        status, data = self.raw(method, path, body)
-        if status != expect:
-            raise AcceptanceError(f"{method} {path} -> {status} (wanted {expect}): {data!r:.2000}")
-        return data
-
-    def raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        payload = None if body is None else json.dumps(body).encode()
-        status, _, raw = http(
-            method, self.base + path, body=payload, headers=self.headers, timeout=60
-        )
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw
-
-
-def _psycopg(url: str) -> str:
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
 
 
 class Stack:
@@ -288,7 +255,7 @@ class Stack:
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="flowgate-accept-"))
         self.procs = Processes(log_dir or self.tmp / "logs")
-        self.pg_admin_url = _psycopg(pg_admin_url)
+        self.pg_admin_url = shared.psycopg_url(pg_admin_url)
         self.redis_url = redis_url
         self.n_workers = workers
         self.settings = settings or {}
@@ -310,28 +277,13 @@ class Stack:
 
     # ---- lifecycle
     def start(self) -> Stack:
-        from sqlalchemy import create_engine, text
+        from sqlalchemy import create_engine
 
         self._flush_redis()
         self.pg_db = f"flowgate_bench_accept_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.pg_db}"'))
-        admin.dispose()
-        self.db_url = f"{self.pg_admin_url.rsplit('/', 1)[0]}/{self.pg_db}"
+        self.db_url = shared.create_database(self.pg_admin_url, self.pg_db)
         self.web_port = free_port()
-        self.env = clean_env(
-            FLOWGATE_DATABASE_URL=self.db_url,
-            FLOWGATE_REDIS_URL=self.redis_url,
-            FLOWGATE_INSTANCE_PATH=str(self.tmp / "instance"),
-            FLOWGATE_SECRET_KEY=secrets.token_urlsafe(32),
-            FLOWGATE_DEMO="0",
-            FLOWGATE_EGRESS_ALLOW="127.0.0.0/8",
-            FLOWGATE_QUEUE_NAME=self.queue,
-            FLOWGATE_LOG_LEVEL="INFO",
-            FLOWGATE_PORT=str(self.web_port),
-            **self.settings,
-        )
+        self.env = shared.app_env(self, **self.settings)
         log(f"database {self.pg_db}: migrating")
         self.flask("db", "upgrade", "heads")
         self.procs.web(self.env, self.web_port, workers=2)
@@ -341,9 +293,7 @@ class Stack:
         password = secrets.token_urlsafe(12)
 
         def user(role: str) -> str:  # while the processes boot, both roles at once
-            email = f"{role}@accept.local"
-            self.flask("users", "create", email, "--role", role, "--password", password)
-            return self.flask("users", "token", email).strip().splitlines()[-1].strip()
+            return shared.user_token(self.env, role, f"{role}@accept.local", password)
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             tokens = dict(
@@ -351,11 +301,7 @@ class Stack:
             )
         self.engine = create_engine(self.db_url, pool_size=2)
 
-        def healthy() -> bool:
-            self.procs.check_alive()
-            return http("GET", f"{self.base}/healthz", timeout=2)[0] == 200
-
-        wait_for(healthy, timeout=90, what="/healthz", interval=0.2, on_timeout=self.procs.logs)
+        shared.wait_healthy(self.procs, self.base, timeout=90)
         self.wait_workers_registered(self.n_workers)
         self.analyst, self.owner = (
             Api(self.base, tokens["analyst"]),
@@ -366,32 +312,10 @@ class Stack:
         return self
 
     def wait_workers_registered(self, n: int, timeout: float = 90) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            wait_for(
-                lambda: self.procs.check_alive() or client.scard(f"rq:workers:{self.queue}") >= n,
-                timeout=timeout,
-                what=f"{n} workers to register",
-                interval=0.2,
-                on_timeout=self.procs.logs,
-            )
-        finally:
-            client.close()
+        shared.wait_workers(self.procs, self.redis_url, self.queue, n, timeout)
 
     def flask(self, *cli: str) -> str:
-        result = subprocess.run(
-            [PYTHON, "-m", "flask", "--app", "app", *cli],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if result.returncode != 0:
-            raise AcceptanceError(f"flask {' '.join(cli[:2])}: {result.stdout}\n{result.stderr}")
-        return result.stdout
+        return shared.flask(self.env, *cli)
 
     def _flush_redis(self) -> None:
         import redis
@@ -406,27 +330,16 @@ class Stack:
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 sink.close()
-        for proc in self.procs.procs:
-            if proc.alive():
-                proc.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(p.alive() for p in self.procs.procs):
-            time.sleep(0.1)
-        self.procs.stop_all()
+        shared.stop_gracefully(self.procs)
         if self.engine is not None:
             self.engine.dispose()
         with contextlib.suppress(Exception):
             self._flush_redis()
         if self.pg_db:
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
             try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)'))
+                shared.drop_database(self.pg_admin_url, self.pg_db)
             except Exception as exc:  # never hide the outcome
                 log(f"could not drop {self.pg_db}: {exc!r}")
-            admin.dispose()
             self.pg_db = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -598,30 +511,15 @@ def flow_definition(
     trigger: dict[str, Any] | None = None,
     trigger_connection_id: int | None = None,
 ) -> dict[str, Any]:
-    retry = retry or {"max_attempts": 5, "backoff_seconds": 0.5, "max_backoff_seconds": 4}
-    steps: list[dict[str, Any]] = [{"id": "to_oms_order", "type": "map", "expression": mapping}]
-    edges = [{"from": "trigger", "to": "to_oms_order"}]
-    for step_id, path in destinations:
-        steps.append(
-            {
-                "id": step_id,
-                "type": "deliver",
-                "connector": "http",
-                "connection_id": connection_id,
-                "config": {"method": "POST", "path": path},
-                "retry": retry,
-            }
-        )
-        edges.append({"from": "to_oms_order", "to": step_id})
-    doc: dict[str, Any] = {
-        "schema_version": 1,
-        "trigger": {
-            "type": "webhook",
-            "config": {"business_key": "$string(order_number)", **(trigger or {})},
-        },
-        "steps": steps,
-        "edges": edges,
-    }
+    doc = webhook_flow(
+        connection_id,
+        mapping=mapping,
+        retry=retry or {"max_attempts": 5, "backoff_seconds": 0.5, "max_backoff_seconds": 4},
+        only_paid=False,
+        layout=None,
+        trigger_config=trigger,
+        destinations=destinations,
+    )
     if trigger_connection_id is not None:
         doc["trigger"]["connection_id"] = trigger_connection_id
     return doc
@@ -1199,7 +1097,7 @@ def scenario_hostile(stack: Stack, which: list[str] | None = None) -> Result:
             flow = stack.flow(
                 f"Hostile {name[:30]} {uuid.uuid4().hex[:4]}", connection_id, mapping=expression
             )
-        except AcceptanceError as exc:
+        except StackError as exc:
             # Refused when the draft is saved (422): no version holding it can be approved,
             # so no run can ever evaluate it. Stricter than a run failing; reported as such.
             refused = "/draft -> 422" in str(exc) and "invalid_expression" in str(exc)
@@ -1293,7 +1191,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                     res = scenario_dedupe(stack)
                 else:
                     res = scenario_hostile(stack)
-            except (AcceptanceError, AssertionError) as exc:
+            except (StackError, AssertionError) as exc:
                 res = Result(name)
                 res.check(False, f"could not run: {str(exc)[:3000]}")
             res.seconds = time.monotonic() - started

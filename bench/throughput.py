@@ -44,15 +44,11 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])  # the processes need the venv
 sys.path.insert(0, str(ROOT))
 
+from bench import stack as shared  # noqa: E402
+from bench.stack import StackError  # noqa: E402
 from tests.support.contracts import contract_between  # noqa: E402
-from tests.support.processes import (  # noqa: E402  (reused, not edited)
-    Proc,
-    Processes,
-    clean_env,
-    free_port,
-    http,
-    wait_for,
-)
+from tests.support.drafts import webhook_flow  # noqa: E402
+from tests.support.processes import Proc, Processes, free_port, http, wait_for  # noqa: E402
 
 PEERS = Path("/work/shared/bench-peers")
 # The issue's workload (#5): the retail fixture's 20-line order (8 KB); --order changes it.
@@ -112,27 +108,13 @@ ORDER_TO_OMS = """{
 
 def flow_definition(connection_id: int) -> dict[str, Any]:
     """The demo flow (app/demo/seed.py demo_definition), pointed at the sink."""
-    return {
-        "schema_version": 1,
-        "trigger": {"type": "webhook", "config": {"business_key": "$string(order_number)"}},
-        "steps": [
-            {"id": "only_paid", "type": "filter", "condition": "financial_status = 'paid'"},
-            {"id": "to_oms_order", "type": "map", "expression": ORDER_TO_OMS},
-            {
-                "id": "send_oms",
-                "type": "deliver",
-                "connector": "http",
-                "connection_id": connection_id,
-                "config": {"method": "POST", "path": "/orders"},
-                "retry": {"max_attempts": 5, "backoff_seconds": 2, "max_backoff_seconds": 60},
-            },
-        ],
-        "edges": [
-            {"from": "trigger", "to": "only_paid"},
-            {"from": "only_paid", "to": "to_oms_order"},
-            {"from": "to_oms_order", "to": "send_oms"},
-        ],
-    }
+    return webhook_flow(
+        connection_id,
+        mapping=ORDER_TO_OMS,
+        retry={"max_attempts": 5, "backoff_seconds": 2, "max_backoff_seconds": 60},
+        only_paid=True,
+        layout=None,
+    )
 
 
 def bench_contract(call: Any) -> dict[str, Any]:
@@ -163,7 +145,7 @@ def bench_contract(call: Any) -> dict[str, Any]:
     )
 
 
-class BenchError(Exception):
+class BenchError(StackError):
     pass
 
 
@@ -312,25 +294,14 @@ class Stack:
             instance.mkdir()
             self.db_url = f"sqlite:///{instance / 'flowgate.db'}"
             return
-        from sqlalchemy import create_engine, text
-
-        self.pg_admin_url = _psycopg(self.args.pg_url)
+        self.pg_admin_url = shared.psycopg_url(self.args.pg_url)
         self.pg_db = f"flowgate_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        engine = create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.pg_db}"'))
-        engine.dispose()
-        self.db_url = f"{self.pg_admin_url.rsplit('/', 1)[0]}/{self.pg_db}"
+        self.db_url = shared.create_database(self.pg_admin_url, self.pg_db)
 
     def drop_database(self) -> None:
         if not self.pg_db or not self.pg_admin_url:
             return
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)'))
-        engine.dispose()
+        shared.drop_database(self.pg_admin_url, self.pg_db)
         self.pg_db = None
 
     # ---- processes
@@ -361,34 +332,11 @@ class Stack:
     def sink_reset(self) -> None:
         http("GET", f"http://127.0.0.1:{self.sink_port}/reset", timeout=5)
 
-    def flask(self, *cli: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "app", *cli],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise BenchError(f"flask {' '.join(cli[:2])} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
-
     def start_app(self) -> None:
         self.web_port = free_port()
-        self.env = clean_env(
-            FLOWGATE_DATABASE_URL=self.db_url,
-            FLOWGATE_REDIS_URL=self.redis_url,
-            FLOWGATE_INSTANCE_PATH=str(self.tmp / "instance"),
-            FLOWGATE_SECRET_KEY=secrets.token_urlsafe(32),
-            FLOWGATE_DEMO="0",
-            FLOWGATE_EGRESS_ALLOW="127.0.0.0/8",
-            FLOWGATE_QUEUE_NAME=self.queue,
-            FLOWGATE_LOG_LEVEL=self.args.log_level,
-            FLOWGATE_PORT=str(self.web_port),
-        )
+        self.env = shared.app_env(self, FLOWGATE_LOG_LEVEL=self.args.log_level)
         log(f"migrating {self.args.db} database")
-        self.flask("db", "upgrade", "heads")
+        shared.flask(self.env, "db", "upgrade", "heads", timeout=120)
         argv = [
             sys.executable,
             "-m",
@@ -411,41 +359,15 @@ class Stack:
             self.workers.append(self.procs.worker(self.env))
         self.scheduler = self.procs.scheduler(self.env)
 
-        def healthy() -> bool:
-            self.procs.check_alive()
-            status, _, _ = http("GET", f"{self.base}/healthz", timeout=2)
-            return status == 200
-
-        wait_for(healthy, timeout=60, what="/healthz", interval=0.2, on_timeout=self.procs.logs)
-        # Workers register with RQ once they have imported the app.
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        wait_for(
-            lambda: (
-                self.procs.check_alive()
-                or client.scard(f"rq:workers:{self.queue}") >= self.args.workers
-            ),
-            timeout=60,
-            what="workers to register",
-            interval=0.2,
-            on_timeout=self.procs.logs,
-        )
-        client.close()
+        shared.wait_healthy(self.procs, self.base, timeout=60)
+        shared.wait_workers(self.procs, self.redis_url, self.queue, self.args.workers, timeout=60)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
     def stop_processes(self) -> None:
-        # SIGTERM first (RQ workers deregister on a warm shutdown), then SIGKILL every group.
-        for proc in self.procs.procs:
-            if proc.alive():
-                proc.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(p.alive() for p in self.procs.procs):
-            time.sleep(0.1)
-        self.procs.stop_all()
+        shared.stop_gracefully(self.procs)
 
     def clean_redis(self) -> None:
         """Delete only this run's keys: its queue, registries, jobs and worker records."""
@@ -489,27 +411,10 @@ class Stack:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _psycopg(url: str) -> str:
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 # --------------------------------------------------------------------------- API set-up
 
 
-class Api:
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        status, _, raw = http(method, self.base + path, body=data, headers=self.headers, timeout=30)
-        if status != expect:
-            raise BenchError(f"{method} {path} → {status} (wanted {expect}): {raw[:2000]!r}")
-        return json.loads(raw) if raw else None
-
+class Api(shared.Api):
     def total(self, status: str | None = None) -> int:
         query = f"?limit=1&status={status}" if status else "?limit=1"
         return int(self.call("GET", f"/api/v1/runs{query}")["total"])
@@ -517,12 +422,10 @@ class Api:
 
 def set_up_flow(stack: Stack) -> tuple[str, Api]:
     password = secrets.token_urlsafe(12)
-    tokens = {}
-    for role in ("analyst", "owner"):
-        email = f"{role}@bench.local"
-        stack.flask("users", "create", email, "--role", role, "--password", password)
-        tokens[role] = stack.flask("users", "token", email).strip().splitlines()[-1].strip()
-    analyst, owner = Api(stack.base, tokens["analyst"]), Api(stack.base, tokens["owner"])
+    analyst, owner = (
+        Api(stack.base, shared.user_token(stack.env, role, f"{role}@bench.local", password), 30)
+        for role in ("analyst", "owner")
+    )
     connection = analyst.call(
         "POST",
         "/api/v1/connections",
@@ -1079,9 +982,9 @@ def main() -> int:
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130
-    except (BenchError, AssertionError) as exc:
+    except (StackError, AssertionError) as exc:
         log(f"benchmark failed: {exc}")
-        if isinstance(exc, BenchError):
+        if isinstance(exc, StackError):
             log(stack.procs.logs(tail=30))
         return 1
     finally:
@@ -1110,7 +1013,7 @@ def bench(stack: Stack) -> dict[str, Any]:  # noqa: C901 - one linear script
     stack.create_database()
     stack.start_sink()
     stack.start_app()
-    engine = create_engine(_psycopg(stack.db_url))
+    engine = create_engine(shared.psycopg_url(stack.db_url))
     slug, api = set_up_flow(stack)
     path = f"/hooks/{slug}"
     log(
@@ -1288,7 +1191,7 @@ def bench(stack: Stack) -> dict[str, Any]:  # noqa: C901 - one linear script
             str(args.order),
         ]
         if args.db == "postgresql":
-            argv += ["--pg-url", _psycopg(args.pg_url)]
+            argv += ["--pg-url", shared.psycopg_url(args.pg_url)]
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
         sql_profile = "\n".join(
             line for line in done.stdout.splitlines() if line and "alembic" not in line

@@ -14,6 +14,7 @@ from app.models import AuditEvent, Connection, System
 from app.services import outbox
 from tests.app.test_walking_skeleton import definition
 from tests.support.contracts import complete_contract
+from tests.support.drafts import draft_flow, http_connection, submit_and_approve
 from tests.support.smtp_server import SMTPTestServer
 
 
@@ -28,27 +29,15 @@ def smtp(app: Any) -> Iterator[SMTPTestServer]:
 def setup(client: Any, make_user: Any, sink: Any) -> dict[str, Any]:
     analyst, analyst_h = make_user("analyst")
     owner, owner_h = make_user("owner")
-    connection = client.post(
-        "/api/v1/connections",
-        json={"name": "OMS", "connector": "http", "config": {"base_url": sink.url}},
-        headers=owner_h,
-    ).get_json()
-    flow = client.post("/api/v1/flows", json={"name": "Orders"}, headers=analyst_h).get_json()
-    saved = client.put(
-        f"/api/v1/flows/{flow['id']}/draft",
-        json={"definition": definition(connection["id"])},
-        headers=analyst_h,
-    )
-    assert saved.status_code == 200, saved.get_json()
-    base = f"/api/v1/flows/{flow['id']}/versions/{saved.get_json()['version']}"
+    draft = draft_flow(client, analyst_h, http_connection(sink.url), connection_h=owner_h)
     return {
         "analyst": analyst,
         "analyst_h": analyst_h,
         "owner": owner,
         "owner_h": owner_h,
-        "flow": flow,
-        "connection": connection,
-        "base": base,
+        "flow": draft.flow,
+        "connection": draft.connection,
+        "base": draft.base,
     }
 
 
@@ -111,10 +100,9 @@ def test_submitted_contract_is_immutable(client, make_user, sink):
 
 
 def go_live(client: Any, ctx: dict[str, Any], contract: dict[str, Any]) -> None:
-    r = client.post(f"{ctx['base']}/submit", json={"contract": contract}, headers=ctx["analyst_h"])
-    assert r.status_code == 200, r.get_json()
-    r = client.post(f"{ctx['base']}/approve", json={"comment": "ok"}, headers=ctx["owner_h"])
-    assert r.status_code == 200, r.get_json()
+    submit_and_approve(
+        client, ctx["base"], ctx["analyst_h"], ctx["owner_h"], contract=contract, comment="ok"
+    )
 
 
 def test_new_draft_of_a_live_flow_starts_from_its_contract_and_review_diffs_it(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,9 @@ from app.models.audit import GENESIS_HASH
 from app.services import audit
 from tests.app.test_walking_skeleton import ORDER, definition, live_flow
 from tests.support.contracts import complete_contract
+from tests.support.drafts import draft_flow, http_connection, submit, submit_and_approve
+from tests.support.migrations import MIGRATIONS, app_on_empty_database
 
-MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
 V2_MAPPING = "{'orderRef': 'V2-' & $string(order_number)}"
 
 
@@ -33,33 +33,16 @@ def events(action: str | None = None) -> list[AuditEvent]:
 def new_flow(client: Any, make_user: Any, sink: Any) -> dict[str, Any]:
     """A flow with a submitted version 1 authored by an analyst."""
     analyst, analyst_h = make_user("analyst")
-    connection = client.post(
-        "/api/v1/connections",
-        json={"name": f"OMS {analyst.id}", "connector": "http", "config": {"base_url": sink.url}},
-        headers=analyst_h,
-    ).get_json()
-    flow = client.post("/api/v1/flows", json={"name": "Orders"}, headers=analyst_h).get_json()
-    saved = client.put(
-        f"/api/v1/flows/{flow['id']}/draft",
-        json={"definition": definition(connection["id"])},
-        headers=analyst_h,
-    )
-    assert saved.status_code == 200, saved.get_json()
-    number = saved.get_json()["version"]
-    base = f"/api/v1/flows/{flow['id']}/versions/{number}"
-    assert (
-        client.post(
-            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
-        ).status_code
-        == 200
-    )
+    oms = http_connection(sink.url, name=f"OMS {analyst.id}")
+    draft = draft_flow(client, analyst_h, oms)
+    submit(client, draft.base, analyst_h)
     return {
-        "flow": flow,
-        "connection": connection,
+        "flow": draft.flow,
+        "connection": draft.connection,
         "analyst": analyst,
         "headers": analyst_h,
-        "number": number,
-        "base": base,
+        "number": draft.number,
+        "base": draft.base,
     }
 
 
@@ -110,25 +93,14 @@ def test_withdraw_is_refused_while_the_flow_has_another_draft(client, make_user,
 def test_only_the_author_or_a_contributor_withdraws_and_only_in_review(client, make_user, sink):
     analyst, analyst_h = make_user("analyst")
     contributor, contributor_h = make_user("analyst")
-    connection = client.post(
-        "/api/v1/connections",
-        json={"name": "OMS", "connector": "http", "config": {"base_url": sink.url}},
-        headers=analyst_h,
-    ).get_json()
-    flow = client.post("/api/v1/flows", json={"name": "Orders"}, headers=analyst_h).get_json()
-    doc = definition(connection["id"])
-    number = save(client, flow["id"], doc, analyst_h).get_json()["version"]
+    draft = draft_flow(client, analyst_h, http_connection(sink.url))
+    flow, number, base = draft.flow, draft.number, draft.base
+    doc = definition(draft.connection["id"])
     doc["steps"][1]["expression"] = V2_MAPPING
     assert save(client, flow["id"], doc, contributor_h).get_json()["version"] == number
-    base = f"/api/v1/flows/{flow['id']}/versions/{number}"
 
     assert client.post(f"{base}/withdraw", headers=analyst_h).status_code == 409  # a draft
-    assert (
-        client.post(
-            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
-        ).status_code
-        == 200
-    )
+    submit(client, base, analyst_h)
     _, stranger_h = make_user("analyst")
     _, owner_h = make_user("owner")
     assert client.post(f"{base}/withdraw", headers=stranger_h).status_code == 403
@@ -136,12 +108,7 @@ def test_only_the_author_or_a_contributor_withdraws_and_only_in_review(client, m
     ok = client.post(f"{base}/withdraw", headers=contributor_h)
     assert ok.status_code == 200 and ok.get_json()["status"] == "draft"
 
-    assert (
-        client.post(
-            f"{base}/submit", json={"contract": complete_contract()}, headers=analyst_h
-        ).status_code
-        == 200
-    )
+    submit(client, base, analyst_h)
     assert client.post(f"{base}/approve", json={}, headers=owner_h).status_code == 200
     live = client.post(f"{base}/withdraw", headers=analyst_h)
     assert live.status_code == 409 and "live" in live.get_json()["detail"]
@@ -165,12 +132,7 @@ def test_a_rejected_version_is_the_base_of_a_resubmission(client, make_user, sin
     number = resubmitted.get_json()["version"]
     assert number == ctx["number"] + 1
     new_base = f"/api/v1/flows/{ctx['flow']['id']}/versions/{number}"
-    assert (
-        client.post(
-            f"{new_base}/submit", json={"contract": complete_contract()}, headers=ctx["headers"]
-        ).status_code
-        == 200
-    )
+    submit(client, new_base, ctx["headers"])
     approved = client.post(f"{new_base}/approve", json={"comment": "ok"}, headers=owner_h)
     assert approved.status_code == 200 and approved.get_json()["status"] == "live"
     old = client.get(ctx["base"], headers=ctx["headers"]).get_json()
@@ -188,13 +150,7 @@ def second_live_version(client: Any, ctx: dict[str, Any]) -> int:
     doc["steps"][1]["expression"] = V2_MAPPING
     number = save(client, flow_id, doc, ctx["headers"]).get_json()["version"]
     base = f"/api/v1/flows/{flow_id}/versions/{number}"
-    assert (
-        client.post(
-            f"{base}/submit", json={"contract": complete_contract()}, headers=ctx["headers"]
-        ).status_code
-        == 200
-    )
-    assert client.post(f"{base}/approve", json={}, headers=ctx["owner_headers"]).status_code == 200
+    submit_and_approve(client, base, ctx["headers"], ctx["owner_headers"])
     return number
 
 
@@ -492,54 +448,37 @@ def test_migration_chains_existing_events(database_url, tmp_path):
     """An installation upgraded from 0003 with audit rows verifies; downgrade works too."""
     from flask_migrate import downgrade, upgrade
 
-    from app import create_app
-    from tests.conftest import _overrides, _postgres_database
-
-    gen = None
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'upgrade.db'}"
-    else:
-        gen = _postgres_database()
-        url = next(gen)
-    try:
-        flask_app = create_app(_overrides(url, "redis://unused", tmp_path))
-        with flask_app.app_context():
-            upgrade(directory=MIGRATIONS, revision="0003_connection_limits")
-            old_events = sa.table(
-                "audit_events",
-                *(sa.column(c) for c in ("actor_label", "action", "object_type", "object_id")),
-                sa.column("detail", JSONType),
-                sa.column("created_at", sa.DateTime()),
+    with app_on_empty_database(database_url, tmp_path):
+        upgrade(directory=MIGRATIONS, revision="0003_connection_limits")
+        old_events = sa.table(
+            "audit_events",
+            *(sa.column(c) for c in ("actor_label", "action", "object_type", "object_id")),
+            sa.column("detail", JSONType),
+            sa.column("created_at", sa.DateTime()),
+        )
+        details = [{"n": 1}, {"f": 2.0, "s": "été"}, {}]
+        with db.engine.begin() as conn:
+            conn.execute(
+                old_events.insert(),
+                [
+                    {
+                        "actor_label": "system",
+                        "action": "old.event",
+                        "object_type": "flow",
+                        "object_id": str(i),
+                        "detail": detail,
+                        "created_at": datetime(2026, 1, i + 1, 10, 0, 0, 123456 * i),
+                    }
+                    for i, detail in enumerate(details)
+                ],
             )
-            details = [{"n": 1}, {"f": 2.0, "s": "été"}, {}]
-            with db.engine.begin() as conn:
-                conn.execute(
-                    old_events.insert(),
-                    [
-                        {
-                            "actor_label": "system",
-                            "action": "old.event",
-                            "object_type": "flow",
-                            "object_id": str(i),
-                            "detail": detail,
-                            "created_at": datetime(2026, 1, i + 1, 10, 0, 0, 123456 * i),
-                        }
-                        for i, detail in enumerate(details)
-                    ],
-                )
-            upgrade(directory=MIGRATIONS, revision="heads")
-            report = audit.verify_chain()
-            assert report.ok and report.checked == 3
-            audit.record(None, "new.event", "flow", None)
-            db.session.commit()
-            assert audit.verify_chain().checked == 4
-            db.session.remove()
-            downgrade(directory=MIGRATIONS, revision="0003_connection_limits")
-            upgrade(directory=MIGRATIONS, revision="heads")
-            assert audit.verify_chain() == audit.ChainReport(True, 4, None)
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if gen is not None:
-            for _ in gen:
-                pass
+        upgrade(directory=MIGRATIONS, revision="heads")
+        report = audit.verify_chain()
+        assert report.ok and report.checked == 3
+        audit.record(None, "new.event", "flow", None)
+        db.session.commit()
+        assert audit.verify_chain().checked == 4
+        db.session.remove()
+        downgrade(directory=MIGRATIONS, revision="0003_connection_limits")
+        upgrade(directory=MIGRATIONS, revision="heads")
+        assert audit.verify_chain() == audit.ChainReport(True, 4, None)

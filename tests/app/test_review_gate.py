@@ -4,45 +4,20 @@ from __future__ import annotations
 
 from tests.app.test_walking_skeleton import definition
 from tests.support.contracts import complete_contract
+from tests.support.drafts import draft_flow, http_connection, submit
 
 
 def setup_draft(client, make_user, sink):
-    analyst, analyst_h = make_user("analyst")
-    connection = client.post(
-        "/api/v1/connections",
-        json={"name": "OMS", "connector": "http", "config": {"base_url": sink.url}},
-        headers=analyst_h,
-    ).get_json()
-    flow = client.post("/api/v1/flows", json={"name": "Orders"}, headers=analyst_h).get_json()
-    saved = client.put(
-        f"/api/v1/flows/{flow['id']}/draft",
-        json={"definition": definition(connection["id"])},
-        headers=analyst_h,
-    )
-    assert saved.status_code == 200, saved.get_json()
-    return flow, connection, analyst_h, saved.get_json()
+    _, analyst_h = make_user("analyst")
+    draft = draft_flow(client, analyst_h, http_connection(sink.url))
+    return draft.flow, draft.connection, analyst_h, draft.saved
 
 
 def test_author_cannot_approve_even_as_owner_and_another_owner_can(client, make_user, sink):
-    owner_author, author_h = make_user("owner")
-    connection = client.post(
-        "/api/v1/connections",
-        json={"name": "OMS", "connector": "http", "config": {"base_url": sink.url}},
-        headers=author_h,
-    ).get_json()
-    flow = client.post("/api/v1/flows", json={"name": "Orders"}, headers=author_h).get_json()
-    saved = client.put(
-        f"/api/v1/flows/{flow['id']}/draft",
-        json={"definition": definition(connection["id"])},
-        headers=author_h,
-    ).get_json()
-    base = f"/api/v1/flows/{flow['id']}/versions/{saved['version']}"
-    assert (
-        client.post(
-            f"{base}/submit", json={"contract": complete_contract()}, headers=author_h
-        ).status_code
-        == 200
-    )
+    _, author_h = make_user("owner")
+    draft = draft_flow(client, author_h, http_connection(sink.url))
+    flow, saved, base = draft.flow, draft.saved, draft.base
+    submit(client, base, author_h)
     own = client.post(f"{base}/approve", json={"comment": "mine"}, headers=author_h)
     assert own.status_code == 403 and "author" in own.get_json()["detail"]
     _, other_h = make_user("owner")

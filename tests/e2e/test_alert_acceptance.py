@@ -24,6 +24,7 @@ from app.extensions import db
 from app.models import Connection, System
 from tests.e2e.test_processes import ORDER, procs, stack_env  # noqa: F401 (fixtures)
 from tests.support.contracts import complete_contract
+from tests.support.drafts import draft_flow, http_connection, submit_and_approve
 from tests.support.processes import Processes, free_port, http, wait_for, wait_http
 from tests.support.sink import Sink
 from tests.support.smtp_server import SMTPTestServer
@@ -51,62 +52,34 @@ def demo_flow(app: Any, make_user: Any, base_url: str) -> dict[str, Any]:
     _, analyst = make_user("analyst")
     owner, owner_h = make_user("owner", "tech.owner@example.test")
     _, reviewer = make_user("owner")
-    r = client.post(
-        "/api/v1/connections",
-        json={
-            "name": "Demo OMS",
-            "connector": "http",
-            "config": {"base_url": f"{base_url}/demo/oms", "auth": "api_key", "timeout_seconds": 5},
-            "secrets": {"api_key": demo_api_key(app.config["SECRET_KEY"])},
-        },
-        headers=analyst,
+    demo_oms = http_connection(
+        f"{base_url}/demo/oms",
+        name="Demo OMS",
+        auth="api_key",
+        timeout_seconds=5,
+        secrets={"api_key": demo_api_key(app.config["SECRET_KEY"])},
     )
-    assert r.status_code == 201, r.get_json()
-    connection_id = r.get_json()["id"]
-    flow = client.post("/api/v1/flows", json={"name": FLOW_NAME}, headers=analyst).get_json()
-    definition = {
-        "schema_version": 1,
-        "trigger": {"type": "webhook", "config": {"business_key": "$string(order_number)"}},
-        "steps": [
-            {
-                "id": "to_oms_order",
-                "type": "map",
-                "expression": "{'orderRef': $string(order_number)}",
-            },
-            {
-                "id": "send_oms",
-                "type": "deliver",
-                "connector": "http",
-                "connection_id": connection_id,
-                "config": {"method": "POST", "path": "/orders"},
-                # One attempt: orders sent during the outage become dead letters to replay.
-                "retry": {"max_attempts": 1, "backoff_seconds": 0.5, "max_backoff_seconds": 2},
-            },
-        ],
-        "edges": [
-            {"from": "trigger", "to": "to_oms_order"},
-            {"from": "to_oms_order", "to": "send_oms"},
-        ],
-    }
-    r = client.put(
-        f"/api/v1/flows/{flow['id']}/draft", json={"definition": definition}, headers=analyst
+    draft = draft_flow(
+        client,
+        analyst,
+        demo_oms,
+        flow_name=FLOW_NAME,
+        mapping="{'orderRef': $string(order_number)}",
+        only_paid=False,
+        layout=None,
+        # One attempt: orders sent during the outage become dead letters to replay.
+        retry={"max_attempts": 1, "backoff_seconds": 0.5, "max_backoff_seconds": 2},
     )
-    assert r.status_code == 200, r.get_json()
     contract = complete_contract(
         technical_owner_id=owner.id,
         sla={"max_latency_seconds": 60, "business_hours": ALWAYS_OPEN},
         on_call={"name": "On call", "email": "oncall@example.test", "webhook_url": None},
     )
-    base = f"/api/v1/flows/{flow['id']}/versions/{r.get_json()['version']}"
-    assert (
-        client.post(f"{base}/submit", json={"contract": contract}, headers=analyst).status_code
-        == 200
-    )
-    assert client.post(f"{base}/approve", json={}, headers=reviewer).status_code == 200
+    submit_and_approve(client, draft.base, analyst, reviewer, contract=contract)
     oms = db.session.query(System).filter_by(name="Test OMS").one()
     db.session.execute(update(Connection).values(system_id=oms.id))
     db.session.commit()
-    return {"flow": flow, "owner_token": owner_h["Authorization"].split()[1]}
+    return {"flow": draft.flow, "owner_token": owner_h["Authorization"].split()[1]}
 
 
 class Traffic:

@@ -24,7 +24,7 @@ import psutil
 import pytest
 import requests
 
-from tests.support.contracts import complete_contract
+from tests.support.drafts import draft_flow, http_connection, submit_and_approve
 from tests.support.processes import (
     PYTHON,
     ROOT,
@@ -42,10 +42,6 @@ pytestmark = pytest.mark.slow
 
 ORDER_FILE = ROOT / "app" / "demo" / "commerce-order-created.json"
 ORDER = json.loads(ORDER_FILE.read_text())
-MAPPING = (
-    "{ 'orderRef': 'WEB-' & $string(order_number),"
-    " 'lines': [line_items.{'sku': sku, 'qty': quantity}] }"
-)
 FINAL = {"succeeded", "dead_lettered", "filtered", "rejected"}
 
 
@@ -88,50 +84,20 @@ def live_flow(app: Any, make_user: Any, sink: Any) -> str:
     client = app.test_client()
     _, analyst = make_user("analyst")
     _, owner = make_user("owner")
-    r = client.post(
-        "/api/v1/connections",
-        json={
-            "name": "Sink",
-            "connector": "http",
-            "config": {"base_url": sink.url, "auth": "bearer", "timeout_seconds": 10},
-            "secrets": {"token": "e2e-token"},
-        },
-        headers=analyst,
+    connection = http_connection(
+        sink.url, name="Sink", auth="bearer", timeout_seconds=10, secrets={"token": "e2e-token"}
     )
-    assert r.status_code == 201, r.get_json()
-    connection_id = r.get_json()["id"]
-    r = client.post("/api/v1/flows", json={"name": f"E2E {uuid.uuid4().hex[:6]}"}, headers=analyst)
-    assert r.status_code == 201, r.get_json()
-    flow = r.get_json()
-    definition = {
-        "schema_version": 1,
-        "trigger": {"type": "webhook", "config": {"business_key": "$string(order_number)"}},
-        "steps": [
-            {"id": "to_oms_order", "type": "map", "expression": MAPPING},
-            {
-                "id": "send_oms",
-                "type": "deliver",
-                "connector": "http",
-                "connection_id": connection_id,
-                "config": {"method": "POST", "path": "/orders"},
-                "retry": {"max_attempts": 5, "backoff_seconds": 0.2, "max_backoff_seconds": 1},
-            },
-        ],
-        "edges": [
-            {"from": "trigger", "to": "to_oms_order"},
-            {"from": "to_oms_order", "to": "send_oms"},
-        ],
-    }
-    r = client.put(
-        f"/api/v1/flows/{flow['id']}/draft", json={"definition": definition}, headers=analyst
+    draft = draft_flow(
+        client,
+        analyst,
+        connection,
+        flow_name=f"E2E {uuid.uuid4().hex[:6]}",
+        only_paid=False,
+        layout=None,
+        retry={"max_attempts": 5, "backoff_seconds": 0.2, "max_backoff_seconds": 1},
     )
-    assert r.status_code == 200, r.get_json()
-    base = f"/api/v1/flows/{flow['id']}/versions/{r.get_json()['version']}"
-    contract = {"contract": complete_contract()}
-    assert client.post(f"{base}/submit", json=contract, headers=analyst).status_code == 200
-    r = client.post(f"{base}/approve", json={"comment": "e2e"}, headers=owner)
-    assert r.status_code == 200, r.get_json()
-    return flow["slug"]
+    submit_and_approve(client, draft.base, analyst, owner, comment="e2e")
+    return draft.flow["slug"]
 
 
 def post_order(base_url: str, slug: str, number: int) -> tuple[int, dict[str, Any]]:
