@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from app.demo.seed import ORDER_TO_OMS
 from flows import compiled, mapping
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,17 +61,8 @@ ODD = {
 }
 DOCUMENTS = {**FIXTURES, "odd": ODD}
 
-DEMO = """{
-  'orderRef': 'WEB-' & $string(order_number),
-  'orderedAt': created_at,
-  'currency': currency,
-  'customer': {'email': email, 'name': customer.first_name & ' ' & customer.last_name},
-  'shipTo': {'name': shipping_address.first_name & ' ' & shipping_address.last_name,
-             'street': shipping_address.address1, 'city': shipping_address.city,
-             'postcode': shipping_address.zip, 'country': shipping_address.country_code},
-  'lines': [line_items.{'sku': sku, 'quantity': quantity, 'unitPrice': $number(price)}],
-  'total': $number(total_price)
-}"""
+DEMO = ORDER_TO_OMS  # the demo flow's order mapping
+
 
 MAPPINGS = [
     DEMO,
