@@ -492,7 +492,7 @@ def _step_rows(claimed: ClaimedRun, result: RunResult) -> list[dict[str, Any]]:
     outputs: dict[int, int] = {}  # id(output) -> position, for outputs stored in full
     for position, step in enumerate(result.steps):
         stored, ref = step.input, None
-        if step.input is not None and isinstance(step.input, (dict, list)):
+        if isinstance(step.input, (dict, list)):
             if step.input is claimed.payload:
                 stored, ref = None, INPUT_FROM_PAYLOAD
             elif id(step.input) in outputs:

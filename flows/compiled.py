@@ -81,6 +81,7 @@ from flows.compiled_functions import (
     _Unknown,
 )
 from flows.compiled_syntax import _Node, _NotCompilable, parse
+from flows.mapping import RESERVED_PREFIX, Limits
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,6 @@ UNKNOWN = object()
 """Returned when the answer is not certain: ask the interpreter (``flows.sandbox``)."""
 
 CACHE_SIZE = 512
-_MAX_EXPRESSION = 20_000  # mapping.Limits.max_expression_chars: longer is F0004 there
-_HOOK_PREFIX = "__evaluate_"  # mapping refuses expressions containing it (F0005)
 
 Fn = Callable[[Any, _Budget], Any]
 
@@ -158,7 +157,8 @@ def _program(expression: Any) -> Fn | None:
 
 
 def _compile_text(expression: str) -> Fn | None:
-    if len(expression) > _MAX_EXPRESSION or _HOOK_PREFIX in expression:
+    # What mapping refuses before evaluating (F0004 too long, F0005 reserved names).
+    if len(expression) > Limits.max_expression_chars or RESERVED_PREFIX in expression:
         return None
     try:
         tree = parse(expression)

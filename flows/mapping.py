@@ -1,10 +1,12 @@
 """Evaluate JSONata mappings: the only module in Flowgate that imports jsonata-python.
 
 Public API: ``MappingError``, ``Limits``, ``check_expression``, ``evaluate`` and
-``evaluate_condition``. Every failure, whatever the library raised, comes out as a
-``MappingError`` with a JSONata code (``S0203``, ``T2001``, ``D1012`` timeout, ``D1011``
-depth...) or one of ours: ``F0001`` internal error, ``F0002`` output too large, ``F0003``
-output not JSON, ``F0004`` expression too long, ``F0005`` reserved name (``__evaluate_``,
+``evaluate_condition``; ``format_number`` and ``RESERVED_PREFIX`` for ``flows.compiled``,
+which reproduces this module's answers without the library. Every failure, whatever the
+library raised, comes out as a ``MappingError`` with a JSONata code (``S0203``,
+``T2001``, ``D1012`` timeout, ``D1011`` depth...) or one of ours: ``F0001`` internal
+error, ``F0002`` output too large, ``F0003`` output not JSON, ``F0004`` expression too
+long, ``F0005`` reserved name (``__evaluate_``,
 which would let an expression switch off its own limits).
 
 What this module adds on top of jsonata-python 0.7.1 (see shared/docs/jsonata-python.md):
@@ -57,7 +59,7 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 512
 """Compiled expressions kept (least recently used evicted)."""
 
-_HOOK_PREFIX = "__evaluate_"  # the evaluator calls $__evaluate_entry / $__evaluate_exit
+RESERVED_PREFIX = "__evaluate_"  # the evaluator calls $__evaluate_entry / $__evaluate_exit
 _VALUE_IN_MESSAGE = 80  # longest data value quoted in an error message (data may be PII)
 
 
@@ -201,8 +203,8 @@ def _run(expr: Any, data: Any, variables: dict[str, Any], limits: Limits) -> Any
         bounds = _Bounds(limits, lib.JException)
         frame = {
             **variables,
-            _HOOK_PREFIX + "entry": bounds.enter,
-            _HOOK_PREFIX + "exit": bounds.leave,
+            RESERVED_PREFIX + "entry": bounds.enter,
+            RESERVED_PREFIX + "exit": bounds.leave,
         }
         return expr.evaluate(data, frame)
     except Exception as exc:
@@ -483,7 +485,7 @@ _FIFTEEN_DIGITS = Context(prec=15, rounding=ROUND_HALF_UP)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _format_number(value: int | float) -> str:
+def format_number(value: int | float) -> str:
     """A number as the reference's $string() writes it, but with Flowgate's id rule."""
     if isinstance(value, int):
         if abs(value) < 10**21:
@@ -503,12 +505,6 @@ def _format_number(value: int | float) -> str:
         return _js_number_text(value)  # the reference does not round integers
     # jsonata-js: Number(value.toPrecision(15)). toPrecision rounds half away from zero.
     return _js_number_text(float(_FIFTEEN_DIGITS.plus(Decimal(value))))
-
-
-def format_number(value: int | float) -> str:
-    """$string()'s number format (with Flowgate's id rule: ints below 10**21 keep every digit),
-    for modules that reproduce $string() without the JSONata library."""
-    return _format_number(value)
 
 
 def _js_number_text(value: float) -> str:
@@ -540,7 +536,7 @@ def _stringify(arg: Any, prettify: bool) -> str:
     and fails on regexes. This runs for every ``&`` operand that is not a string.
     """
     if type(arg) is int:  # the common case: an id or a quantity
-        return _format_number(arg)
+        return format_number(arg)
     if not isinstance(arg, (str, int, float, dict, list)) and _library().is_function_like(arg):
         return ""
     if isinstance(arg, float) and not math.isfinite(arg):
@@ -561,7 +557,7 @@ def _json_text(value: Any, indent: str | None, prefix: str) -> str:
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise lib.JException("D1001", -1, value)
-        return _format_number(value)
+        return format_number(value)
     if isinstance(value, dict):
         items = [(json.dumps(str(k), ensure_ascii=False), v) for k, v in value.items()]
         opener, closer = "{", "}"
@@ -678,10 +674,10 @@ def _refuse_hook_names(parse: Any) -> Any:
     """
 
     def parse_checked(self: Any, source: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(source, str) and _HOOK_PREFIX in source:
-            position = source.index(_HOOK_PREFIX)
+        if isinstance(source, str) and RESERVED_PREFIX in source:
+            position = source.index(RESERVED_PREFIX)
             raise MappingError(
-                "F0005", f"names starting with {_HOOK_PREFIX} are reserved", position
+                "F0005", f"names starting with {RESERVED_PREFIX} are reserved", position
             )
         return parse(self, source, *args, **kwargs)
 

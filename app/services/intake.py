@@ -194,23 +194,29 @@ _RUN_COLUMNS = (
 )
 # Built once and executed with parameters: a statement object keeps its compiled form's
 # cache key, so intake skips building, coercing and walking a new statement per message.
-_INSERT_RUN = insert(Run.__table__).returning(Run.__table__.c.id)
-# The run, only if its version is still live, in one statement: ``INSERT … SELECT <the
-# values> WHERE EXISTS (<the version is live>) RETURNING id``; no row back means stale. The
-# same snapshot rule as a SELECT before the INSERT in this transaction, one round trip less.
+# ``INSERT … SELECT <the values> RETURNING id`` rather than ``INSERT … VALUES``: inside a
+# WITH (``_with_keys``) an INSERT does not take its columns from the parameters.
 _RUN_PARAMS = {name: bindparam(name, type_=Run.__table__.c[name].type) for name in _RUN_COLUMNS}
-_INSERT_RUN_IF_LIVE = (
-    insert(Run.__table__)
-    .from_select(
-        list(_RUN_COLUMNS),
-        select(*_RUN_PARAMS.values()).where(
-            exists().where(
-                FlowVersion.id == _RUN_PARAMS["flow_version_id"],
-                FlowVersion.status == VersionStatus.LIVE.value,
-            )
-        ),
+_RUN_VALUES = select(*_RUN_PARAMS.values())
+
+
+def _insert_run(values: Any) -> Any:
+    return (
+        insert(Run.__table__).from_select(list(_RUN_COLUMNS), values).returning(Run.__table__.c.id)
     )
-    .returning(Run.__table__.c.id)
+
+
+_INSERT_RUN = _insert_run(_RUN_VALUES)
+# The run, only if its version is still live, in one statement (``… WHERE EXISTS (<the
+# version is live>)``); no row back means stale. The same snapshot rule as a SELECT before
+# the INSERT in this transaction, one round trip less.
+_INSERT_RUN_IF_LIVE = _insert_run(
+    _RUN_VALUES.where(
+        exists().where(
+            FlowVersion.id == _RUN_PARAMS["flow_version_id"],
+            FlowVersion.status == VersionStatus.LIVE.value,
+        )
+    )
 )
 _INSERT_KEYS = insert(RunKey.__table__)
 
@@ -230,12 +236,7 @@ def _with_keys(insert_run: Any) -> Any:
     return select(new_run.c.id).add_cte(keys.cte("new_keys"))
 
 
-# Inside a WITH, an INSERT does not take its columns from the parameters: name them.
-_INSERT_RUN_AND_KEYS = _with_keys(
-    insert(Run.__table__)
-    .from_select(list(_RUN_COLUMNS), select(*_RUN_PARAMS.values()))
-    .returning(Run.__table__.c.id)
-)
+_INSERT_RUN_AND_KEYS = _with_keys(_INSERT_RUN)
 _INSERT_RUN_AND_KEYS_IF_LIVE = _with_keys(_INSERT_RUN_IF_LIVE)
 
 
