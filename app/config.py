@@ -77,6 +77,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Intake limits: bigger or deeper bodies are refused with 413 / 400.
         "FLOWGATE_MAX_BODY_BYTES": int(env.get("FLOWGATE_MAX_BODY_BYTES") or 1_048_576),
         "FLOWGATE_MAX_JSON_DEPTH": int(env.get("FLOWGATE_MAX_JSON_DEPTH") or 64),
+        # A drain job that found no more work keeps polling for this long before it ends
+        # (app.worker): under steady traffic one RQ job serves many arrivals; 0 = end at once.
+        "FLOWGATE_DRAIN_LINGER_SECONDS": float(env.get("FLOWGATE_DRAIN_LINGER_SECONDS") or 1.0),
         # A running run whose lease passed is presumed dead (worker killed) and re-queued.
         "FLOWGATE_RUN_LEASE_SECONDS": float(env.get("FLOWGATE_RUN_LEASE_SECONDS") or 120),
         # Back-pressure: waiting runs per flow before intake answers 429 + Retry-After.

@@ -21,6 +21,12 @@ run. What remains is covered by the recovery sweep as before (``app.services.swe
 Redis flush, a run skipped by ``SKIP LOCKED`` because another transaction held its row at
 the last empty claim. Running a run twice is impossible whatever happens here: the SQL claim
 is a compare-and-set.
+
+A job that emptied the queue may linger (``app.worker``, ``FLOWGATE_DRAIN_LINGER_SECONDS``):
+it sets its marker again (``hold_wake``), so wakes enqueue nothing, and claims again after
+every poll interval. That keeps the argument: a wake that finds the held marker comes before
+the job's next claim, and the job ends by clearing the marker and then claiming until empty
+once more.
 """
 
 from __future__ import annotations
@@ -100,6 +106,16 @@ def wake(app: Flask, slot: int = 0, *, force: bool = False) -> bool:
         queue.connection.delete(key)  # do not hold back later wakes for a job that is not there
         raise
     return True
+
+
+def hold_wake(app: Flask, slot: int) -> bool:
+    """A drain job about to linger takes its slot's marker back: while it holds it, a
+    ``wake`` enqueues nothing and relies on this job's next claim, which the job makes
+    after every poll interval until it clears the marker (then claims until empty once
+    more; see ``app.worker``). False: a marker is set, so a job for the slot is coming."""
+    queue = run_queue(app)
+    key = _wake_key(queue.name, slot % wake_slots(app))
+    return bool(queue.connection.set(key, 1, nx=True, ex=WAKE_TTL_SECONDS))
 
 
 def clear_wake(app: Flask, slot: int) -> None:

@@ -20,11 +20,16 @@ from sqlalchemy import create_engine, inspect, text
 
 from tests.support.sink import Answer, Sink
 from tests.support.smtp_server import SMTPTestServer
+from tests.support.url_builders import reuse_url_builders
 
 PG_ADMIN_URL = os.environ.get(
     "FLOWGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 SECRET = "test-secret-key-not-for-production"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    reuse_url_builders()  # each test builds an app; see tests/support/url_builders.py
 
 
 def _postgres_database() -> Iterator[str | None]:
@@ -105,6 +110,9 @@ def _overrides(database_url: str, redis_url: str, instance: Path) -> dict[str, A
         "FLOWGATE_DEMO": False,
         "FLOWGATE_EGRESS_ALLOW": ["127.0.0.0/8"],
         "FLOWGATE_QUEUE_NAME": "test-runs",
+        # In-process burst drains (run_worker) end when the queue is empty; the worker
+        # processes of the e2e tests linger as in production.
+        "FLOWGATE_DRAIN_LINGER_SECONDS": 0,
     }
 
 

@@ -67,9 +67,9 @@ def test_two_scheduler_processes_fire_each_minute_once(
     first, second = procs.scheduler(env), procs.scheduler(env)
 
     wait_for(
-        lambda: _count(flow.id) >= 6,
+        lambda: _count(flow.id) >= 4,
         timeout=150,
-        what="six scheduler minutes",
+        what="four scheduler minutes",
         on_timeout=procs.logs,
     )
     procs.check_alive(first, second)

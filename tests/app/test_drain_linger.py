@@ -1,0 +1,85 @@
+"""A drain job lingers (issue #5): after the queue is empty it keeps polling for a while,
+holding its wake marker, so arrivals under steady traffic need no new RQ job.
+
+* a run committed while a job lingers enqueues no job and is still executed;
+* a job that has lingered its time clears the marker: the next run gets a job again;
+* a stop request (the worker's SIGTERM) ends the lingering at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app import worker as worker_module
+from app.queues import run_queue
+from flows import jobs
+from tests.app.test_batch_drain import _jobs, _statuses
+from tests.app.test_execution import post_order
+from tests.app.test_walking_skeleton import ORDER, live_flow
+from tests.support.processes import wait_for
+
+
+@pytest.fixture
+def lingering(app):
+    """The engine configured with a linger time; ``start`` runs the drain job that intake's
+    wake enqueued in a thread (what the worker does, minus RQ, whose signal handlers need
+    the main thread) and empties the RQ queue of it."""
+    app.config["FLOWGATE_WAKE_SLOTS"] = 1
+    threads: list[threading.Thread] = []
+
+    def start(linger_seconds: float) -> threading.Thread:
+        app.config["FLOWGATE_DRAIN_LINGER_SECONDS"] = linger_seconds
+        worker_module.configure_engine(app)
+        assert _jobs(app) == 1
+        run_queue(app).empty()
+        thread = threading.Thread(target=jobs.drain_runs, args=(0,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        return thread
+
+    yield start
+    worker_module.stopping.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    worker_module.stopping.clear()
+
+
+def test_a_run_arriving_while_the_job_lingers_needs_no_new_job(
+    client, make_user, sink, app, lingering
+):
+    ctx = live_flow(client, make_user, sink)
+    first = post_order(client, ctx)
+    thread = lingering(0.5)
+    wait_for(lambda: _statuses([first]) == ["succeeded"], timeout=10, what="the first run")
+
+    second = post_order(client, ctx, dict(ORDER, order_number=2))
+    assert _jobs(app) == 0  # the lingering job holds the marker: intake enqueued nothing
+    wait_for(lambda: _statuses([second]) == ["succeeded"], timeout=5, what="the second run")
+    assert thread.is_alive()  # executed by the job that lingered
+
+    thread.join(timeout=10)  # ends 0.5 s after its last run
+    assert not thread.is_alive()
+    third = post_order(client, ctx, dict(ORDER, order_number=3))
+    assert _jobs(app) == 1  # the marker was cleared: the next arrival enqueues a job
+    assert _statuses([third]) == ["queued"]
+    assert len(sink.requests) == 2
+
+
+def test_a_stop_request_ends_the_lingering_at_once(client, make_user, sink, app, lingering):
+    ctx = live_flow(client, make_user, sink)
+    first = post_order(client, ctx)
+    thread = lingering(60)
+    wait_for(lambda: _statuses([first]) == ["succeeded"], timeout=10, what="the first run")
+    time.sleep(0.1)
+    assert thread.is_alive()  # lingering: it would poll for a minute
+
+    asked = time.monotonic()
+    worker_module.stopping.set()  # what DrainWorker.request_stop does on SIGTERM
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - asked < 2
+    worker_module.stopping.clear()
+    post_order(client, ctx, dict(ORDER, order_number=2))
+    assert _jobs(app) == 1  # it cleared its marker on the way out
