@@ -20,6 +20,7 @@ last commit. See bench/README.md.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
 
 from app.crypto import SecretBox
 from app.extensions import db
@@ -60,6 +61,32 @@ _FINISH_RUN = update(_RUNS).where(
 )
 _EXTEND_LEASE = update(_RUNS).where(_RUNS.c.id == bindparam("w_id"))
 _INSERT_STEPS = insert(_STEPS)
+# PostgreSQL, a run's first attempt: the fenced final UPDATE (``_FINISH_RUN``) and the
+# steps' INSERT in one statement. The steps travel as one JSON array, spread into rows by
+# ``jsonb_to_recordset`` (its JSON nulls become SQL NULLs, which read back as None just the
+# same), and are written only if the fence held: no row from ``fin``, no steps. A RETRYING
+# run passes no ``finished_at`` and keeps its own.
+_FINISH_FIRST_PG = text(
+    """
+    WITH fin AS (
+        UPDATE runs
+        SET status = :status, reason = :reason, lease_until = NULL,
+            next_attempt_at = :next_attempt_at,
+            finished_at = COALESCE(:finished_at, finished_at)
+        WHERE id = :w_id AND status = 'running' AND attempts = :w_attempts
+        RETURNING id
+    ), steps AS (
+        INSERT INTO run_steps (run_id, position, step_id, status, input, input_ref, output,
+                               error, duration_ms, attempt)
+        SELECT fin.id, s.position, s.step_id, s.status, s.input, s.input_ref, s.output,
+               s.error, s.duration_ms, s.attempt
+        FROM fin, jsonb_to_recordset(CAST(:steps AS jsonb)) AS s(
+            position integer, step_id text, status text, input jsonb, input_ref text,
+            output jsonb, error jsonb, duration_ms double precision, attempt integer)
+    )
+    SELECT id FROM fin
+    """
+)
 
 
 class _Lru:
@@ -465,9 +492,19 @@ class SqlRunStore:
             values["next_attempt_at"] = now + timedelta(seconds=result.retry_in_seconds or 1)
         else:
             values["finished_at"] = now
-        fenced = db.session.execute(
-            _FINISH_RUN, {"w_id": claimed.run_id, "w_attempts": claimed.attempts, **values}
-        )
+        params = {"w_id": claimed.run_id, "w_attempts": claimed.attempts, **values}
+        if claimed.first and result.steps and db.engine.dialect.name == "postgresql":
+            # The hot path (a run's first attempt): one statement instead of two, and one
+            # INSERT of all steps instead of one per step (executemany in pipeline mode).
+            steps = json.dumps(_step_rows(claimed, result))
+            held = db.session.execute(
+                _FINISH_FIRST_PG, {"finished_at": None, **params, "steps": steps}
+            ).first()
+            _claimed_at.pop(claimed.run_id, None)
+            if commit:
+                db.session.commit()
+            return held is not None
+        fenced = db.session.execute(_FINISH_RUN, params)
         _claimed_at.pop(claimed.run_id, None)
         if fenced.rowcount != 1:
             # Lease lost: write nothing of ours, but keep what the destinations answered

@@ -201,6 +201,8 @@ def _run(args: argparse.Namespace, db_url: str, tmp: Path, queue_name: str) -> i
             "FLOWGATE_DEMO": False,
             "FLOWGATE_EGRESS_ALLOW": ["127.0.0.0/8"],
             "FLOWGATE_QUEUE_NAME": queue_name,
+            # The burst drain measures runs only, not a lingering job's empty polls.
+            "FLOWGATE_DRAIN_LINGER_SECONDS": 0,
         }
     )
     sink = Sink().start()
