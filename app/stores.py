@@ -14,8 +14,8 @@ version's definition comes from a per-process cache (versions are immutable once
 the connection is one ``SELECT`` per batch (``SqlConnectionResolver``); the delivery is one
 ``INSERT`` and a commit, which also carries the previous run's deferred final write; its
 acknowledgement one ``UPDATE``; the run's fenced final ``UPDATE`` and one multi-row
-``INSERT`` of its steps are committed by the next run's ``sending`` commit or the batch's
-last commit. See bench/README.md.
+``INSERT`` of its steps (on PostgreSQL one statement, ``_FINISH_FIRST_PG``) are committed by
+the next run's ``sending`` commit or the batch's last commit. See bench/README.md.
 """
 
 from __future__ import annotations
