@@ -436,10 +436,15 @@ class SqlRunStore:
         _batch[0] += 1
         return sorted((self._claimed(row, now) for row in rows), key=lambda c: c.run_id)
 
-    def claim_batch(self, limit: int, lease_seconds: float) -> list[ClaimedRun]:
-        """Up to ``limit`` queued runs that never lost a lease, else one run that did."""
+    def claim_batch(
+        self, limit: int, lease_seconds: float, *, crashed: bool = True
+    ) -> list[ClaimedRun]:
+        """Up to ``limit`` queued runs that never lost a lease, else (``crashed``) one run
+        that did."""
         batch = self._claim_queued(limit, lease_seconds, crashed=False)
-        return batch or self._claim_queued(1, lease_seconds, crashed=True)
+        if batch or not crashed:
+            return batch
+        return self._claim_queued(1, lease_seconds, crashed=True)
 
     def extend_lease(self, run_id: int, lease_seconds: float) -> None:
         self.extend_leases([run_id], lease_seconds)

@@ -97,13 +97,14 @@ class _DrainJob:
             finally:
                 db.session.remove()
 
-    def until_empty(self, slot: int) -> int:
+    def until_empty(self, slot: int, *, poll: bool = False) -> int:
         return drain(
             store=self.store,
             runner=self.runner,
             lease_seconds=self.lease,
             limits=self.limits,
             more_work=lambda: self.wake_next(slot),
+            poll=poll,
         )
 
     def wake_next(self, slot: int) -> None:
@@ -132,7 +133,7 @@ class _DrainJob:
                 now = time.monotonic()
                 if now - started > self.limits.budget_seconds:
                     break  # the last drain below wakes a successor if work is left
-                ran = self.until_empty(slot)
+                ran = self.until_empty(slot, poll=True)
                 executed += ran
                 if ran:
                     idle_since = time.monotonic()

@@ -80,11 +80,15 @@ class RunStore(Protocol):
     def claim(self, run_id: int, lease_seconds: float) -> ClaimedRun | None:
         """Atomically take a queued run (or one whose lease expired); None if not ours."""
 
-    def claim_batch(self, limit: int, lease_seconds: float) -> list[ClaimedRun]:
+    def claim_batch(
+        self, limit: int, lease_seconds: float, *, crashed: bool = True
+    ) -> list[ClaimedRun]:
         """Atomically take up to ``limit`` queued runs (one statement, one commit), oldest
         first; concurrent callers never get the same run. A run that has lost a lease
         before (``crash_count`` > 0) is only ever claimed alone, so a run that kills its
-        worker cannot use up the crash budget of runs that happened to share its batch."""
+        worker cannot use up the crash budget of runs that happened to share its batch;
+        ``crashed=False`` does not look for one (a second statement when none other is
+        queued)."""
 
     def extend_lease(self, run_id: int, lease_seconds: float) -> None: ...
 

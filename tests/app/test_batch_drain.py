@@ -241,8 +241,8 @@ def test_a_run_committed_after_the_last_empty_claim_gets_a_job(
     late: list[int] = []
     real_claim = SqlRunStore.claim_batch
 
-    def claim_then_commit(self, limit, lease_seconds):
-        batch = real_claim(self, limit, lease_seconds)
+    def claim_then_commit(self, limit, lease_seconds, **kwargs):
+        batch = real_claim(self, limit, lease_seconds, **kwargs)
         if not batch and not late:
             late.append(post_order(client, ctx, dict(ORDER, order_number=4)))
         return batch

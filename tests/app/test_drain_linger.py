@@ -83,3 +83,37 @@ def test_a_stop_request_ends_the_lingering_at_once(client, make_user, sink, app,
     worker_module.stopping.clear()
     post_order(client, ctx, dict(ORDER, order_number=2))
     assert _jobs(app) == 1  # it cleared its marker on the way out
+
+
+def test_a_poll_takes_one_short_batch_and_leaves_crashed_runs_to_the_last_drain(
+    client, make_user, sink, app, monkeypatch
+):
+    from sqlalchemy import update
+
+    from app.extensions import db
+    from app.models import Run
+    from app.stores import SqlRunStore
+    from app.worker import build_runner
+    from flows.execution import DrainLimits, drain
+
+    ctx = live_flow(client, make_user, sink)
+    ids = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in (1, 2, 3)]
+    db.session.execute(update(Run).where(Run.id == ids[0]).values(crash_count=1))
+    db.session.commit()
+    store, claims = SqlRunStore(), []
+    real_claim = SqlRunStore._claim_queued
+
+    def counted(self, limit, lease_seconds, *, crashed):
+        claims.append(crashed)
+        return real_claim(self, limit, lease_seconds, crashed=crashed)
+
+    monkeypatch.setattr(SqlRunStore, "_claim_queued", counted)
+    runner, limits = build_runner(app), DrainLimits(batch=16)
+    assert drain(store=store, runner=runner, lease_seconds=60, limits=limits, poll=True) == 2
+    assert claims == [False]  # one claim: the batch was short, so nothing else was queued
+    assert _statuses(ids) == ["queued", "succeeded", "succeeded"]
+    db.session.remove()
+    claims.clear()
+    assert drain(store=store, runner=runner, lease_seconds=60, limits=limits) == 1
+    assert _statuses(ids) == ["succeeded"] * 3
+    assert claims == [False, True, False, True]  # until a claim of each kind came back empty
