@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.browser.test_editor_canvas import (
+    _connect_in_inspector,
     _draft,
     _drag_connect,
     _drag_from_palette,
@@ -26,15 +27,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
-
-
-def _connect_in_inspector(page: Any, source: str, target: str, branch: str | None = None) -> None:
-    _select_node(page, source)
-    inspector = page.get_by_role("region", name=re.compile("Inspector"))
-    if branch is not None:
-        inspector.get_by_label("Branch", exact=True).select_option(branch)
-    inspector.get_by_label("Connect to…").select_option(label=target)
-    inspector.get_by_role("button", name="Connect", exact=True).click()
 
 
 def test_route_with_two_cases_and_a_split_test_run(
