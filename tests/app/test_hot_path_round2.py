@@ -3,7 +3,10 @@ check, and the iterative search-key walk (bench/README.md)."""
 
 from __future__ import annotations
 
+import json
+import random
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import event, update
@@ -137,6 +140,33 @@ def test_outside_workers_every_resolve_reads_the_row(app, selects):
 )
 def test_json_depth(body: bytes, depth: int) -> None:
     assert json_depth(body) == depth
+
+
+def test_json_depth_agrees_with_the_parsed_documents_depth() -> None:
+    """Strings full of brackets, quotes and backslashes, compact, indented and non-ASCII."""
+
+    def depth(value: Any) -> int:
+        children = value.values() if isinstance(value, dict) else value
+        if not isinstance(value, (dict, list)):
+            return 0
+        return 1 + max((depth(child) for child in children), default=0)
+
+    rng = random.Random(5)
+    strings = ['a"[{b', "x\\y]", '\\"', "]}", "é[", '\\u005b"', ""]
+
+    def document(level: int) -> Any:
+        roll = rng.random()
+        if level > 6 or roll < 0.3:
+            return rng.choice([*strings, 1, None, 2.5, True])
+        if roll < 0.65:
+            return [document(level + 1) for _ in range(rng.randint(0, 3))]
+        keys = [rng.choice(strings) + str(i) for i in range(rng.randint(0, 3))]
+        return {key: document(level + 1) for key in keys}
+
+    for _ in range(2000):
+        value = document(0)
+        for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+            assert json_depth(text.encode()) == depth(value), text
 
 
 def test_json_depth_stops_past_its_limit_and_stays_linear_for_hostile_bodies() -> None:
