@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,28 @@ def _drag_from_palette(page: Any, label: str, x: int, y: int) -> None:
     )
 
 
+def _add_edge(page: Any, connect: Callable[[], None]) -> None:
+    """Run ``connect`` once the autosave has settled, and once more if no edge appeared:
+    seen rarely on a loaded machine, a save answer re-rendered the canvas mid-drag (and
+    once in CI between the inspector's choice and its click)."""
+    from playwright.sync_api import expect
+
+    edges = page.locator(".react-flow__edge")
+    before = edges.count()
+    for attempt in range(2):
+        expect(page.get_by_test_id("save-state")).not_to_contain_text(re.compile("Saving|Unsaved"))
+        connect()
+        try:
+            expect(edges).to_have_count(before + 1, timeout=3000)
+            return
+        except AssertionError:
+            if attempt:
+                raise
+
+
 def _drag_connect(page: Any, source: str, target: str, branch: str | None = None) -> None:
     """Drag from a node's output handle (a route's ``branch`` handle when given) to another
-    node's input handle with the mouse.
-
-    Waits for the autosave to settle first; one retry if the drop did not take (seen rarely
-    on a loaded machine when a save answer re-rendered the canvas mid-drag)."""
+    node's input handle with the mouse (see ``_add_edge`` for the retry)."""
     from playwright.sync_api import expect
 
     handle = ".react-flow__handle.source"
@@ -90,48 +107,31 @@ def _drag_connect(page: Any, source: str, target: str, branch: str | None = None
     dst = page.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target')
     expect(src).to_be_visible()
     expect(dst).to_be_visible()
-    edges = page.locator(".react-flow__edge")
-    before = edges.count()
-    for attempt in range(2):
-        expect(page.get_by_test_id("save-state")).not_to_contain_text(re.compile("Saving|Unsaved"))
+
+    def drag() -> None:
         a, b = src.bounding_box(), dst.bounding_box()
         assert a and b
         page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
         page.mouse.down()
         page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
         page.mouse.up()
-        try:
-            expect(edges).to_have_count(before + 1, timeout=3000)
-            return
-        except AssertionError:
-            if attempt:
-                raise
+
+    _add_edge(page, drag)
 
 
 def _connect_in_inspector(page: Any, source: str, target: str, branch: str | None = None) -> None:
-    """Connect with the inspector's "Connect to…" choice (a route's ``branch`` when given).
+    """Connect with the inspector's "Connect to…" choice (a route's ``branch`` when given;
+    see ``_add_edge`` for the retry)."""
 
-    Waits for the autosave to settle first, and retries once if the edge did not appear,
-    for the reason ``_drag_connect`` does (seen once in CI: a save answer re-rendered the
-    canvas between the choice and the click)."""
-    from playwright.sync_api import expect
-
-    edges = page.locator(".react-flow__edge")
-    before = edges.count()
-    for attempt in range(2):
-        expect(page.get_by_test_id("save-state")).not_to_contain_text(re.compile("Saving|Unsaved"))
+    def choose() -> None:
         _select_node(page, source)
         inspector = page.get_by_role("region", name=re.compile("Inspector"))
         if branch is not None:
             inspector.get_by_label("Branch", exact=True).select_option(branch)
         inspector.get_by_label("Connect to…").select_option(label=target)
         inspector.get_by_role("button", name="Connect", exact=True).click()
-        try:
-            expect(edges).to_have_count(before + 1, timeout=3000)
-            return
-        except AssertionError:
-            if attempt:
-                raise
+
+    _add_edge(page, choose)
 
 
 def _set_expression(page: Any, label: str, text: str) -> None:
