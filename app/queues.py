@@ -97,13 +97,13 @@ def wake(app: Flask, slot: int = 0, *, force: bool = False) -> bool:
         _enqueue_drain(queue, ALL_SLOTS)
         return True
     slot %= wake_slots(app)
-    key = _wake_key(queue.name, slot)
-    if not queue.connection.set(key, 1, nx=True, ex=WAKE_TTL_SECONDS):
+    if not _take_marker(queue, slot):
         return False  # a drain job is pending for this slot and has not claimed yet
     try:
         _enqueue_drain(queue, slot)
     except Exception:
-        queue.connection.delete(key)  # do not hold back later wakes for a job that is not there
+        # Do not hold back later wakes for a job that is not there.
+        queue.connection.delete(_wake_key(queue.name, slot))
         raise
     return True
 
@@ -113,9 +113,12 @@ def hold_wake(app: Flask, slot: int) -> bool:
     ``wake`` enqueues nothing and relies on this job's next claim, which the job makes
     after every poll interval until it clears the marker (then claims until empty once
     more; see ``app.worker``). False: a marker is set, so a job for the slot is coming."""
-    queue = run_queue(app)
-    key = _wake_key(queue.name, slot % wake_slots(app))
-    return bool(queue.connection.set(key, 1, nx=True, ex=WAKE_TTL_SECONDS))
+    return _take_marker(run_queue(app), slot % wake_slots(app))
+
+
+def _take_marker(queue: Queue, slot: int) -> bool:
+    """``SET NX`` of the slot's marker: True if this caller now holds it."""
+    return bool(queue.connection.set(_wake_key(queue.name, slot), 1, nx=True, ex=WAKE_TTL_SECONDS))
 
 
 def clear_wake(app: Flask, slot: int) -> None:

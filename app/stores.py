@@ -498,6 +498,7 @@ class SqlRunStore:
         else:
             values["finished_at"] = now
         params = {"w_id": claimed.run_id, "w_attempts": claimed.attempts, **values}
+        _claimed_at.pop(claimed.run_id, None)
         if claimed.first and result.steps and db.engine.dialect.name == "postgresql":
             # The hot path (a run's first attempt): one statement instead of two, and one
             # INSERT of all steps instead of one per step (executemany in pipeline mode).
@@ -505,12 +506,10 @@ class SqlRunStore:
             held = db.session.execute(
                 _FINISH_FIRST_PG, {"finished_at": None, **params, "steps": steps}
             ).first()
-            _claimed_at.pop(claimed.run_id, None)
             if commit:
                 db.session.commit()
             return held is not None
         fenced = db.session.execute(_FINISH_RUN, params)
-        _claimed_at.pop(claimed.run_id, None)
         if fenced.rowcount != 1:
             # Lease lost: write nothing of ours, but keep what the destinations answered
             # (a pending acknowledgement is a fact about the world, not about our lease).

@@ -6,8 +6,8 @@ which reproduces this module's answers without the library. Every failure, whate
 library raised, comes out as a ``MappingError`` with a JSONata code (``S0203``,
 ``T2001``, ``D1012`` timeout, ``D1011`` depth...) or one of ours: ``F0001`` internal
 error, ``F0002`` output too large, ``F0003`` output not JSON, ``F0004`` expression too
-long, ``F0005`` reserved name (``__evaluate_``,
-which would let an expression switch off its own limits).
+long, ``F0005`` reserved name (``__evaluate_``, which would let an expression switch off
+its own limits).
 
 What this module adds on top of jsonata-python 0.7.1 (see shared/docs/jsonata-python.md):
 

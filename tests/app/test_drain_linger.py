@@ -12,10 +12,15 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import update
 
 from app import worker as worker_module
+from app.extensions import db
+from app.models import Run
 from app.queues import run_queue
+from app.stores import SqlRunStore
 from flows import jobs
+from flows.execution import DrainLimits, drain
 from tests.app.test_batch_drain import _jobs, _statuses
 from tests.app.test_execution import post_order
 from tests.app.test_walking_skeleton import ORDER, live_flow
@@ -88,14 +93,6 @@ def test_a_stop_request_ends_the_lingering_at_once(client, make_user, sink, app,
 def test_a_poll_takes_one_short_batch_and_leaves_crashed_runs_to_the_last_drain(
     client, make_user, sink, app, monkeypatch
 ):
-    from sqlalchemy import update
-
-    from app.extensions import db
-    from app.models import Run
-    from app.stores import SqlRunStore
-    from app.worker import build_runner
-    from flows.execution import DrainLimits, drain
-
     ctx = live_flow(client, make_user, sink)
     ids = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in (1, 2, 3)]
     db.session.execute(update(Run).where(Run.id == ids[0]).values(crash_count=1))
@@ -108,7 +105,7 @@ def test_a_poll_takes_one_short_batch_and_leaves_crashed_runs_to_the_last_drain(
         return real_claim(self, limit, lease_seconds, crashed=crashed)
 
     monkeypatch.setattr(SqlRunStore, "_claim_queued", counted)
-    runner, limits = build_runner(app), DrainLimits(batch=16)
+    runner, limits = worker_module.build_runner(app), DrainLimits(batch=16)
     assert drain(store=store, runner=runner, lease_seconds=60, limits=limits, poll=True) == 2
     assert claims == [False]  # one claim: the batch was short, so nothing else was queued
     assert _statuses(ids) == ["queued", "succeeded", "succeeded"]
