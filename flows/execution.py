@@ -105,12 +105,16 @@ class DrainLimits:
     ``budget_seconds`` (a successor is woken instead), and a batch that is still running at
     ``release_after_seconds`` (slow destinations) gives back the runs it has not started, so
     that a job stays well inside RQ's job timeout. Leases of runs still waiting in a batch
-    are pushed once ``extend_after`` of the lease has passed since their claim."""
+    are pushed once ``extend_after`` of the lease has passed since their claim. The batch's
+    pending writes (outcomes, final writes: ``RunStore.commit``) are flushed at its end, or
+    after a run once ``flush_after_seconds`` have passed since the last flush (slow
+    destinations), so that a finished run is not left ``running`` for long."""
 
     batch: int = 16
     budget_seconds: float = 30.0
     release_after_seconds: float = 120.0
     extend_after: float = 0.25
+    flush_after_seconds: float = 0.5
 
 
 def drain(
@@ -131,10 +135,10 @@ def drain(
     that lost a lease to the job's last drain. Under steady traffic each poll then costs
     one claim, not three.
 
-    Commits per batch: the claim; per run its ``sending`` commit (which also carries the
-    previous run's final write, deferred, see ``RunStore.finish``); one last commit. A
-    run's ``sending`` row is still committed before its outbound call (I4), and each
-    run's final write is still fenced by its own attempt number.
+    Commits per batch: the claim; per run its ``sending`` commit; one last commit, which
+    carries every run's delivery outcomes and final write (deferred, see
+    ``RunStore.finish``). A run's ``sending`` row is still committed before its outbound
+    call, and each run's final write is still fenced by its own attempt number.
 
     ``more_work`` is called when a batch came back full (more may be waiting: another
     worker can help) and when the budget ran out with work left (a successor must come).
@@ -165,10 +169,13 @@ def _run_batch(
     started: float,
     clock: Callable[[], float],
 ) -> int:
-    claimed_at = clock()
+    claimed_at = flushed_at = clock()
     executed = 0
     try:
         for index, claimed in enumerate(batch):
+            if clock() - flushed_at > limits.flush_after_seconds:
+                _commit_or_rollback(store)
+                flushed_at = clock()
             if clock() - started > limits.release_after_seconds:
                 for waiting in batch[index:]:  # not started: back to the queue, untouched
                     store.release(waiting)

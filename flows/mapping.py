@@ -318,6 +318,32 @@ def _check_json_input(value: Any, what: str) -> None:
             raise MappingError("F0001", f"{what} is not JSON: it contains a {kind.__name__}")
 
 
+class _LastChecked(threading.local):
+    value: Any = None
+
+
+# The container this thread checked (or was told is JSON) last. A worker evaluates a run's
+# filter and then its map on the same payload object, and intake's business-key expression
+# runs on the document it has just parsed: each is checked once, not per evaluation. Safe
+# because evaluations never change their input and the engine never mutates a payload.
+_last_checked = _LastChecked()
+
+
+def check_json_input_once(value: Any, what: str) -> None:
+    """``_check_json_input``, skipped for the container this thread checked last."""
+    if value is not _last_checked.value or not isinstance(value, (dict, list)):
+        _check_json_input(value, what)
+        if isinstance(value, (dict, list)):
+            _last_checked.value = value
+
+
+def known_json(value: Any) -> None:
+    """Tell the input check that ``value`` came from a strict JSON parse (no NaN or
+    Infinity, string keys only): its next evaluation on this thread skips the walk."""
+    if isinstance(value, (dict, list)):
+        _last_checked.value = value
+
+
 class _TooLarge(Exception):
     pass
 

@@ -58,9 +58,10 @@ class DeliveryLedger(Protocol):
         ``new``: the caller knows no record exists yet (a run's first claim)."""
 
     def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None:
-        """Record the destination's acknowledgement. It may be committed with the run's next
-        write rather than at once: until then the attempt reads ``sending``, which is re-sent
-        with the same idempotency key if the worker dies."""
+        """Record the destination's acknowledgement. It may be written with the batch's
+        pending writes (``RunStore.commit``) rather than at once: until then the attempt
+        reads ``sending`` in storage, which is re-sent with the same idempotency key if the
+        worker dies, while ``get`` already answers with the acknowledgement."""
 
     def fail(
         self,
@@ -99,7 +100,8 @@ class RunStore(Protocol):
         """Give a claimed, not yet started run back to the queue (fenced by its attempt)."""
 
     def commit(self) -> None:
-        """Commit what is pending (deferred finishes and acknowledgements of a batch)."""
+        """Write and commit what is pending (a batch's deferred finishes and delivery
+        outcomes); a deferred finish whose fence fails writes nothing of its run's own."""
 
     def finish(self, claimed: ClaimedRun, result: RunResult, *, commit: bool = True) -> bool:
         """Store step results and the outcome; RETRYING schedules the next attempt.
@@ -107,11 +109,10 @@ class RunStore(Protocol):
         ``claimed.attempts`` fences the write: if the lease expired and another worker has
         claimed the run since, nothing is written and False is returned.
 
-        ``commit=False`` (inside a batch): the fenced write is made, its row stays locked,
-        and it is committed by the next commit (the next run's ``sending`` commit, or the
-        batch's last one). A kill before that leaves the run ``running``; the sweep
-        re-queues it after its lease and an acknowledged-but-uncommitted delivery is re-sent
-        with the same idempotency key, as for any kill after the send.
+        ``commit=False`` (inside a batch): the write is deferred to the next ``commit``,
+        which checks the fence; True is returned. A kill before that leaves the run
+        ``running``; the sweep re-queues it after its lease and an acknowledged-but-unwritten
+        delivery is re-sent with the same idempotency key, as for any kill after the send.
         """
 
 

@@ -246,7 +246,7 @@ def _checked_input(
 ) -> dict[str, Any] | None:
     """Mapping's own input checks, in the parent: what passes survives JSON unchanged."""
     mapping._check_expression_text(expression, limits)
-    mapping._check_json_input(data, "input data")
+    mapping.check_json_input_once(data, "input data")
     if bindings is None:
         return None
     variables = dict(bindings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import String, bindparam, exists, func, insert, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import runtime
@@ -27,6 +27,7 @@ from app.models import Connection, Flow, FlowVersion, Run, RunKey, VersionStatus
 from app.models._types import utcnow
 from app.queues import enqueue_runs
 from app.services import search_keys
+from app.stores import autocommitted
 from connectors.base import ConnectorContext, ConnectorError, InboundRequest
 from connectors.webhook import SignatureError, WebhookTrigger
 from flows import mapping
@@ -118,6 +119,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: valid JSON syntax, but no JSON value can carry it on
+        raise ValueError(f"the number {text[:40]} is too large to store")
+    return value
+
+
 def parse_json_body(body: bytes, max_depth: int) -> Any:
     """Parse strictly: UTF-8, no NaN/Infinity, bounded depth; errors are 400 problems."""
     if not body.strip():
@@ -131,7 +139,10 @@ def parse_json_body(body: bytes, max_depth: int) -> Any:
         raise BadRequest(f"the body is not valid UTF-8 (byte {exc.start})") from exc
     try:
         payload = json.loads(
-            text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicate_keys
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_refuse_duplicate_keys,
         )
     except _DuplicateKey as exc:
         raise BadRequest(f"duplicate key '{exc.key}' in a JSON object") from exc
@@ -140,6 +151,9 @@ def parse_json_body(body: bytes, max_depth: int) -> Any:
     if "\\u" in text and _has_lone_surrogate(payload):
         # "\ud800" parses in Python but cannot be stored or sent as UTF-8 later.
         raise BadRequest("the JSON contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    if "\\u0000" in text and _has_nul(payload):
+        # PostgreSQL's jsonb cannot hold it (refused on SQLite too: one behaviour everywhere).
+        raise BadRequest("the JSON contains the character U+0000 (\\u0000), which cannot be stored")
     return payload
 
 
@@ -159,6 +173,22 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _DuplicateKey(key)
             seen.add(key)
     return result
+
+
+def _has_nul(payload: Any) -> bool:
+    """Whether a string or key anywhere in ``payload`` holds U+0000 (iterative walk)."""
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _has_lone_surrogate(payload: Any) -> bool:
@@ -198,8 +228,9 @@ _RUN_COLUMNS = (
 )
 # Built once and executed with parameters: a statement object keeps its compiled form's
 # cache key, so intake skips building, coercing and walking a new statement per message.
-# ``INSERT … SELECT <the values> RETURNING id`` rather than ``INSERT … VALUES``: inside a
-# WITH (``_with_keys``) an INSERT does not take its columns from the parameters.
+# ``INSERT … SELECT <the values> RETURNING id`` rather than ``INSERT … VALUES``, so that the
+# liveness check fits in (``… WHERE EXISTS``). SQLite's path; PostgreSQL's is
+# ``_RECORD_RUN_PG``.
 _RUN_PARAMS = {name: bindparam(name, type_=Run.__table__.c[name].type) for name in _RUN_COLUMNS}
 _RUN_VALUES = select(*_RUN_PARAMS.values())
 
@@ -225,23 +256,31 @@ _INSERT_RUN_IF_LIVE = _insert_run(
 _INSERT_KEYS = insert(RunKey.__table__)
 
 
-def _with_keys(insert_run: Any) -> Any:
-    """PostgreSQL: the run and its search keys in one statement (one round trip, one
-    execute): ``WITH new_run AS (<insert_run> RETURNING id), new_keys AS (INSERT INTO
-    run_keys SELECT new_run.id, unnest(:values) FROM new_run) SELECT id FROM new_run``.
-    No run written (a stale version) means no keys either. executemany in pipeline mode
-    would still send, bind and plan one INSERT per key (about a sixth of intake's CPU on a
-    20-line order)."""
-    new_run = insert_run.cte("new_run")
-    keys = insert(RunKey.__table__).from_select(
-        ["run_id", "value"],
-        select(new_run.c.id, func.unnest(bindparam("values", type_=postgresql.ARRAY(String)))),
+# PostgreSQL's hot path at the driver (``app.stores.autocommitted``): the run (only if its
+# version is still live, with ``check_live``) and its search keys in one statement and one
+# round trip, the column defaults the ORM would add written out. An executemany of the
+# keys, even in pipeline mode, would send, bind and plan one INSERT per key (about a sixth
+# of intake's CPU on a 20-line order). The payload travels as JSON text: a webhook's own
+# body when it is the message (already strictly parsed: no re-encoding), else ``json.dumps``
+# of the message. tests/app/test_perf_paths.py checks that every column with a default or
+# without NULL is written here.
+_RECORD_RUN_PG = """
+    WITH new_run AS (
+        INSERT INTO runs (flow_id, flow_version_id, trigger_kind, payload, payload_hash,
+                          idempotency_key, business_key, status, enqueued_at, received_at,
+                          attempts, crash_count, replays)
+        SELECT %(flow_id)s, %(flow_version_id)s, %(trigger_kind)s, %(payload)s::jsonb,
+               %(payload_hash)s, %(idempotency_key)s, %(business_key)s, %(status)s,
+               %(enqueued_at)s, %(enqueued_at)s, 0, 0, 0
+        WHERE NOT %(check_live)s OR EXISTS (
+            SELECT 1 FROM flow_versions WHERE id = %(flow_version_id)s AND status = 'live')
+        RETURNING id
+    ), new_keys AS (
+        INSERT INTO run_keys (run_id, value)
+        SELECT new_run.id, unnest(%(values)s::varchar[]) FROM new_run
     )
-    return select(new_run.c.id).add_cte(keys.cte("new_keys"))
-
-
-_INSERT_RUN_AND_KEYS = _with_keys(_INSERT_RUN)
-_INSERT_RUN_AND_KEYS_IF_LIVE = _with_keys(_INSERT_RUN_IF_LIVE)
+    SELECT id FROM new_run
+"""
 
 
 class _StaleVersion(Exception):
@@ -426,6 +465,7 @@ def _accept_on(
     check_content_type(content_type)
     check_backlog(flow.id)
     payload = parse_json_body(body, current_app.config["FLOWGATE_MAX_JSON_DEPTH"])
+    mapping.known_json(payload)  # strictly parsed: the key expressions need not walk it again
 
     request = InboundRequest(headers=headers, body=body, payload=payload)
     try:
@@ -447,6 +487,8 @@ def _accept_on(
         payload_hash=hashlib.sha256(body).hexdigest(),
         event_id=event_id,
         check_live=True,
+        # The body is the message (strictly parsed, so valid JSON): stored as sent.
+        payload_text=body.decode("utf-8") if message is payload else None,
     )
 
 
@@ -459,6 +501,7 @@ def record_run(
     payload_hash: str | None = None,
     event_id: str | None = None,
     check_live: bool = False,
+    payload_text: str | None = None,
 ) -> Accepted:
     """Record one accepted message as a queued Run, commit, then enqueue its id.
 
@@ -467,7 +510,8 @@ def record_run(
     (a unique constraint), enqueued after the commit (the sweep covers a lost enqueue).
 
     ``check_live``: the version came from a cache; check in this transaction that it is
-    still live, else raise ``_StaleVersion`` with nothing written.
+    still live, else raise ``_StaleVersion`` with nothing written. ``payload_text``: the
+    message as JSON text, when the caller has it (a webhook body that is the message).
     """
     config = (version.definition.get("trigger") or {}).get("config") or {}
     if payload_hash is None:
@@ -475,10 +519,10 @@ def record_run(
         payload_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     business_key = _business_key(config, message)
     keys = search_keys.extract(message, business_key)
-    # Core INSERTs (no ORM unit of work, identity map or ~10 RunKey objects per message):
-    # the run with RETURNING of its id and its search keys, one statement on PostgreSQL
-    # (_with_keys). Prebuilt statements (see _INSERT_RUN); with ``check_live`` the
-    # liveness check is part of the INSERT.
+    # No ORM unit of work, identity map or ~10 RunKey objects per message: the run with
+    # RETURNING of its id and its search keys, one statement at the driver on PostgreSQL
+    # (_RECORD_RUN_PG), prebuilt Core statements on SQLite (_INSERT_RUN); with
+    # ``check_live`` the liveness check is part of the INSERT.
     row = {
         "flow_id": flow.id,
         "flow_version_id": version.id,
@@ -492,16 +536,21 @@ def record_run(
     }
     try:
         if db.engine.dialect.name == "postgresql":
-            statement = _INSERT_RUN_AND_KEYS_IF_LIVE if check_live else _INSERT_RUN_AND_KEYS
-            run_id = db.session.execute(statement, {**row, "values": keys}).scalar_one_or_none()
+            # One statement, committed as it executes (one round trip, see autocommitted).
+            if payload_text is None:
+                payload_text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+            params = {**row, "payload": payload_text, "values": keys, "check_live": check_live}
+            with autocommitted() as cursor:
+                found = cursor.execute(_RECORD_RUN_PG, params).fetchone()
+            run_id = None if found is None else found[0]
         else:  # SQLite: no INSERT in a WITH; executemany of the keys is in-process and cheap
             statement = _INSERT_RUN_IF_LIVE if check_live else _INSERT_RUN
             run_id = db.session.execute(statement, row).scalar_one_or_none()
             if run_id is not None and keys:
                 db.session.execute(_INSERT_KEYS, [{"run_id": run_id, "value": v} for v in keys])
+            db.session.commit()
         if run_id is None:  # nothing written: the version is no longer live
             raise _StaleVersion(version.id)
-        db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return _duplicate(flow.id, event_id, payload_hash)

@@ -121,7 +121,7 @@ def test_a_run_that_lost_a_lease_is_claimed_alone(client, make_user, sink, app):
     assert store.claim_batch(10, lease_seconds=60) == []
 
 
-def test_finish_in_a_batch_stays_fenced_per_run(client, make_user, sink, app):
+def test_finish_in_a_batch_stays_fenced_per_run(client, make_user, sink, app, caplog):
     ctx = live_flow(client, make_user, sink)
     ids = _post(client, ctx, 2)
     a, b = SqlRunStore(), SqlRunStore()
@@ -134,9 +134,15 @@ def test_finish_in_a_batch_stays_fenced_per_run(client, make_user, sink, app):
     taken = b.claim(ids[0], lease_seconds=60)
     assert taken is not None and taken.attempts == 2
     done = RunResult(RunStatus.SUCCEEDED, [StepResult("only_paid", StepStatus.SUCCEEDED)])
-    assert a.finish(lost, done, commit=False) is False  # fenced: nothing of A's for run 1
+    # Deferred: both are written by A's commit (the batch's flush), each fenced on its own.
+    assert a.finish(lost, done, commit=False) is True
     assert a.finish(kept, done, commit=False) is True
-    a.commit()
+    assert run_row(ids[1]).status == "running"  # nothing written before the flush
+    with caplog.at_level("WARNING", logger="flowgate.execution"):
+        a.commit()
+    assert [r.getMessage() for r in caplog.records if "lease_lost" in r.getMessage()] == [
+        f"run.lease_lost run_id={ids[0]} attempt=1"
+    ]
     db.session.remove()
     first, second = run_row(ids[0]), run_row(ids[1])
     assert first.status == "running" and first.attempts == 2 and first.steps == []

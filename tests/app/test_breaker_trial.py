@@ -16,7 +16,8 @@ from tests.app.test_walking_skeleton import live_flow
 def test_the_ledger_takes_back_the_attempt_of_a_failed_trial(client, make_user, sink, app):
     ctx = live_flow(client, make_user, sink)
     run_id = post_order(client, ctx)
-    SqlRunStore().claim(run_id, lease_seconds=60)
+    store = SqlRunStore()
+    store.claim(run_id, lease_seconds=60)
     ledger = SqlDeliveryLedger(lease_seconds=60)
     assert ledger.begin(run_id, "send_oms", "key-1", new=True) == 1
     ledger.fail(
@@ -27,7 +28,7 @@ def test_the_ledger_takes_back_the_attempt_of_a_failed_trial(client, make_user, 
         response_code=None,
         response_excerpt="",
     )
-    db.session.commit()
+    store.commit()  # outcomes are written with the batch's pending writes
     assert ledger.begin(run_id, "send_oms", "key-1") == 2  # an ordinary failure counts
     ledger.fail(
         run_id,
@@ -38,7 +39,7 @@ def test_the_ledger_takes_back_the_attempt_of_a_failed_trial(client, make_user, 
         response_excerpt="",
         uncounted=True,
     )
-    db.session.commit()
+    store.commit()
     db.session.remove()
     row = db.session.execute(select(Delivery)).scalar_one()
     assert row.attempts == 1 and row.status == DeliveryStatus.RETRYING.value

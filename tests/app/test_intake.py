@@ -64,6 +64,8 @@ def test_100000_deep_array_is_400_not_500(client, hook):
     [
         (b'{"total": NaN}', "NaN"),
         (b'{"total": Infinity}', "Infinity"),
+        (b'{"total": 1e999}', "too large"),  # valid syntax, but it would parse to infinity
+        (b'{"total": -1E400}', "too large"),
         (b"\xff\xfe{}", "UTF-8"),
         (b"   ", "empty"),
         (b'{"a": "unterminated}', "malformed"),
@@ -72,6 +74,22 @@ def test_100000_deep_array_is_400_not_500(client, hook):
 def test_invalid_json_variants_are_400(client, hook, raw, why):
     body = assert_problem(client.post(hook, data=raw, content_type="application/json"), 400)
     assert why.lower() in body["detail"].lower()
+    assert run_count() == 0
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"note": "a\\u0000b"}', b'{"a\\u0000": 1}', b'[{"x": ["\\u0000"]}]']
+)
+def test_a_nul_character_is_400_on_every_database(client, hook, raw):
+    """PostgreSQL's jsonb cannot hold U+0000: refused at intake, not a 500 at the INSERT."""
+    body = assert_problem(client.post(hook, data=raw, content_type="application/json"), 400)
+    assert "U+0000" in body["detail"]
+    assert run_count() == 0
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul(client, hook):
+    payload = dict(ORDER, note="C:\\u0000dir")  # a backslash, then the text "u0000dir"
+    assert client.post(hook, json=payload).status_code == 202
 
 
 def test_brackets_inside_strings_do_not_count_as_depth(client, hook):

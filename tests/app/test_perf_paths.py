@@ -156,13 +156,43 @@ def test_a_retried_run_finds_its_delivery_and_keeps_one_key(
     ]
 
 
-def _count_sql(engine):
+class _CountingCursor:
+    def __init__(self, cursor, on_statement):
+        self._cursor, self._on_statement = cursor, on_statement
+
+    def execute(self, statement, params=None):
+        self._on_statement(None, None, statement, params, None, False)
+        return self._cursor.execute(statement, params)
+
+
+def _count_driver_sql(monkeypatch, on_statement):
+    """Count the statements run at the driver (``app.stores.autocommitted``) too; they
+    commit as they execute, so they add no COMMIT."""
+    import contextlib
+
+    import app.services.intake as intake_module
+    import app.stores as stores_module
+
+    real = stores_module.autocommitted
+
+    @contextlib.contextmanager
+    def counted():
+        with real() as cursor:
+            yield _CountingCursor(cursor, on_statement)
+
+    monkeypatch.setattr(stores_module, "autocommitted", counted)
+    monkeypatch.setattr(intake_module, "autocommitted", counted)
+
+
+def _count_sql(engine, monkeypatch):
     counts: Counter[str] = Counter()
 
     def on_statement(conn, cursor, statement, params, context, executemany):
         if "count(" in statement:  # intake's backlog count: at most once a second
             return
         counts[statement.split(None, 1)[0].upper()] += 1
+
+    _count_driver_sql(monkeypatch, on_statement)
 
     def on_commit(conn):
         counts["COMMIT"] += 1
@@ -173,46 +203,109 @@ def _count_sql(engine):
     def stop() -> Counter[str]:
         event.remove(engine, "before_cursor_execute", on_statement)
         event.remove(engine, "commit", on_commit)
+        monkeypatch.undo()
         return counts
 
     return stop
 
 
-def test_intake_and_worker_issue_the_expected_sql(client, make_user, sink, run_worker, app):
+def test_intake_and_worker_issue_the_expected_sql(
+    client, make_user, sink, run_worker, app, monkeypatch
+):
     """Regression guard for the statement budget measured in bench/README.md."""
     ctx = live_flow(client, make_user, sink)
     post_order(client, ctx)  # warms the live-version cache and the backlog count
     run_worker()
-    stop = _count_sql(db.engine)
+    stop = _count_sql(db.engine, monkeypatch)
     post_order(client, ctx, dict(ORDER, order_number=4242))
     intake = stop()
     # The run, with the live check inside it (INSERT … SELECT … WHERE EXISTS … RETURNING),
     # and its search keys; one commit; no re-read of the run. On PostgreSQL both INSERTs
-    # are one statement (WITH new_run AS (INSERT …), new_keys AS (INSERT …) SELECT …).
-    assert intake["COMMIT"] == 1 and intake["SELECT"] == 0
+    # are one statement (WITH new_run AS (INSERT …), new_keys AS (INSERT …) SELECT …),
+    # committed as it executes (autocommit: no BEGIN, no COMMIT).
+    assert intake["SELECT"] == 0
     if db.engine.dialect.name == "postgresql":
-        assert intake["WITH"] == 1 and intake["INSERT"] == 0
+        assert intake["WITH"] == 1 and intake["INSERT"] == 0 and intake["COMMIT"] == 0
     else:
-        assert intake["INSERT"] == 2
+        assert intake["INSERT"] == 2 and intake["COMMIT"] == 1
     for number in range(4243, 4247):
         post_order(client, ctx, dict(ORDER, order_number=number))
-    stop = _count_sql(db.engine)
+    stop = _count_sql(db.engine, monkeypatch)
     run_worker()  # one drain job: the first post woke it, the others found it pending
     worker = stop()
     # One batch of 5: one claim (UPDATE … RETURNING) and its commit; the connection row once
-    # for the batch (SELECT); per run the delivery INSERT and its commit (which carries the
-    # previous run's final write), the acknowledgement UPDATE, the fenced run UPDATE and the
-    # steps INSERT; one commit at the end of the batch; then the empty claims that end the
-    # job (runs that never lost a lease, then one that did): 2 UPDATEs and 2 commits.
-    # (The claim is ``WITH picked AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …``.) On
-    # PostgreSQL the fenced run UPDATE and the steps INSERT are one statement
-    # (``WITH fin AS (UPDATE runs …), steps AS (INSERT INTO run_steps …) SELECT …``).
-    assert worker["COMMIT"] == 1 + 5 + 1 + 2
+    # for the batch (SELECT); per run the delivery INSERT and its commit; at the end of the
+    # batch its pending writes (the acknowledgements, each run's fenced UPDATE and its
+    # steps) and one commit; then the empty claims that end the job (runs that never lost
+    # a lease, then one that did): 2 UPDATEs and 2 commits. (The claim is ``WITH picked AS
+    # (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …``.) On PostgreSQL the batch's pending
+    # writes are one statement (``WITH fin AS (UPDATE runs …), steps AS (INSERT INTO
+    # run_steps …), outcomes AS (UPDATE deliveries …) SELECT …``); on SQLite the
+    # acknowledgements are one executemany, then per run its UPDATE and steps INSERT.
+    # On PostgreSQL each delivery INSERT commits as it executes (autocommit, no COMMIT).
     assert worker["SELECT"] == 1
     if db.engine.dialect.name == "postgresql":
-        assert worker["WITH"] == 1 + 2 + 5 and worker["UPDATE"] == 5
+        assert worker["COMMIT"] == 1 + 1 + 2
+        assert worker["WITH"] == 1 + 2 + 1 and worker["UPDATE"] == 0
         assert worker["INSERT"] == 5
     else:
-        assert worker["WITH"] == 1 + 2 and worker["UPDATE"] == 5 * 2
+        assert worker["COMMIT"] == 1 + 5 + 1 + 2
+        assert worker["WITH"] == 1 + 2 and worker["UPDATE"] == 1 + 5
         assert worker["INSERT"] == 5 * 2
     assert len(sink.requests) == 6
+
+
+def _inserted_columns(sql: str, table: str) -> set[str]:
+    head = sql.split(f"INSERT INTO {table} (", 1)[1].split(")", 1)[0]
+    return {name.strip() for name in head.split(",")}
+
+
+def test_the_driver_level_inserts_write_every_column_the_orm_would():
+    """The hot INSERTs at the driver (intake's run, a delivery's ``sending`` row) write out
+    the defaults the ORM adds: a new column with a default or NOT NULL must be added there."""
+    from app.models import Delivery as DeliveryModel
+    from app.services.intake import _RECORD_RUN_PG
+    from app.stores import _INSERT_DELIVERY_PG
+
+    for model, sql in ((Run, _RECORD_RUN_PG), (DeliveryModel, _INSERT_DELIVERY_PG)):
+        table = model.__table__
+        written = _inserted_columns(sql, table.name)
+        needed = {
+            c.name
+            for c in table.columns
+            if not c.primary_key and (c.default is not None or not c.nullable)
+        }
+        assert needed <= written, f"{table.name}: {sorted(needed - written)} not written"
+        assert written <= set(table.columns.keys())
+
+
+def test_a_run_stored_at_the_driver_reads_back_as_the_message(client, make_user, sink, app):
+    """PostgreSQL stores a webhook's own body text as the payload: it reads back equal to the
+    parsed message, numbers and unicode included; every default column is set."""
+    ctx = live_flow(client, make_user, sink)
+    message = dict(ORDER, note="Grüße \u2603", total_price="12.50", weight=1.25, qty=3)
+    run = run_row(post_order(client, ctx, message))
+    assert run.payload == message
+    assert (run.attempts, run.crash_count, run.replays) == (0, 0, 0)
+    assert run.status == "queued" and run.received_at is not None
+    assert run.enqueued_at is not None and run.payload_hash
+
+
+def test_driver_errors_surface_as_sqlalchemy_errors_and_drop_a_broken_connection(app):
+    import pytest
+    from sqlalchemy import exc as sa_exc
+
+    from app.stores import autocommitted
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the driver-level path is PostgreSQL's")
+    with pytest.raises(sa_exc.ProgrammingError):
+        with autocommitted() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+    with autocommitted() as cursor:  # the connection is usable again, not in a failed state
+        assert cursor.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(sa_exc.OperationalError):
+        with autocommitted() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    with autocommitted() as cursor:  # the killed connection was not handed out again
+        assert cursor.execute("SELECT 1").fetchone() == (1,)
