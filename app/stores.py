@@ -2,21 +2,23 @@
 
 The ledger must survive a ``kill -9`` at any point: the claim commits before any step runs,
 and an attempt is committed as ``sending`` before the outbound call. The outcome of the call
-(``acknowledged`` or failed) and the run's final write are decided at once but written when
-the batch's pending writes are flushed (``SqlRunStore.commit``): at the end of the batch, or
-sooner when a batch runs long (``flows.execution.DrainLimits.flush_after_seconds``); a
-single run (``finish(commit=True)``) flushes at its finish. A worker killed before the flush
-leaves its deliveries ``sending`` and its runs ``running``: the sweep re-queues the runs
-after their lease, and the deliveries are re-sent with the same idempotency key, which is
-what ``sending`` already means. A fenced-out worker still writes what the destinations
+(``acknowledged`` or failed) is written with the next delivery's ``sending`` row (one
+statement on PostgreSQL), at the latest with the batch's flush; a run's final write waits for
+the flush (``SqlRunStore.commit``): at the end of the batch, or sooner when a batch runs long
+(``flows.execution.DrainLimits.flush_after_seconds``); a single run (``finish(commit=True)``)
+flushes at its finish. A worker killed in between leaves the delivery in flight ``sending``
+and the runs ``running``: the sweep re-queues the runs after their lease; the delivery in
+flight is re-sent with the same idempotency key, which is what ``sending`` already means, and
+the acknowledged ones are skipped. A fenced-out worker still writes what the destinations
 answered (a fact about the world), never its run's outcome.
 
 Workers take runs in batches (``claim_batch``): one ``UPDATE … RETURNING`` and one commit
 claim up to N queued runs. Per run, on the hot path (first attempt, one deliver step): the
 version's definition comes from a per-process cache (versions are immutable once submitted);
 the connection is one ``SELECT`` per batch (``SqlConnectionResolver``); the delivery is one
-``INSERT`` and its commit. Per batch, on PostgreSQL, one statement writes every run's fenced
-final ``UPDATE``, every step and every delivery outcome (``_FLUSH_PG``), then one commit.
+statement committed as it executes (``autocommitted``) that also writes the previous
+delivery's outcome. Per batch, on PostgreSQL, one statement writes every run's fenced final
+``UPDATE``, every step and the last outcome (``_FLUSH_PG``), then one commit.
 See bench/README.md.
 """
 
@@ -27,7 +29,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,6 +81,25 @@ _INSERT_DELIVERY_PG = """
     VALUES (%(run_id)s, %(step_id)s, %(idempotency_key)s, %(attempts)s, %(status)s,
             %(response_excerpt)s, %(created_at)s, %(updated_at)s)
 """
+# Delivery outcomes as rows of a JSON array (``jsonb_to_recordset``: JSON nulls become SQL
+# NULLs); shared by the flush and by a ``sending`` INSERT that carries the outcomes before it.
+_OUTCOMES_PG = """
+    UPDATE deliveries AS d
+    SET status = o.status, response_code = o.response_code,
+        response_excerpt = o.response_excerpt, last_error = o.last_error,
+        acknowledged_at = COALESCE(o.acknowledged_at, d.acknowledged_at),
+        updated_at = o.updated_at
+    FROM jsonb_to_recordset(CAST({outcomes} AS jsonb)) AS o(
+        run_id integer, step_id text, status text, response_code integer,
+        response_excerpt text, last_error text, acknowledged_at timestamp,
+        updated_at timestamp)
+    WHERE d.run_id = o.run_id AND d.step_id = o.step_id
+"""
+# The next delivery's ``sending`` row and the outcomes of the deliveries before it, in one
+# statement: an acknowledgement is durable by the time the next delivery goes out.
+_INSERT_DELIVERY_AFTER_OUTCOMES_PG = (
+    "WITH outcomes AS (" + _OUTCOMES_PG.format(outcomes="%(outcomes)s") + ")" + _INSERT_DELIVERY_PG
+)
 _FINISH_RUN = update(_RUNS).where(
     _RUNS.c.id == bindparam("w_id"),
     _RUNS.c.status == RunStatus.RUNNING.value,
@@ -114,18 +135,9 @@ _FLUSH_PG = text(
             input_ref text, output jsonb, error jsonb, duration_ms double precision,
             attempt integer)
         WHERE s.run_id IN (SELECT id FROM fin)
-    ), outcomes AS (
-        UPDATE deliveries AS d
-        SET status = o.status, response_code = o.response_code,
-            response_excerpt = o.response_excerpt, last_error = o.last_error,
-            acknowledged_at = COALESCE(o.acknowledged_at, d.acknowledged_at),
-            updated_at = o.updated_at
-        FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(
-            run_id integer, step_id text, status text, response_code integer,
-            response_excerpt text, last_error text, acknowledged_at timestamp,
-            updated_at timestamp)
-        WHERE d.run_id = o.run_id AND d.step_id = o.step_id
-    )
+    ), outcomes AS ("""
+    + _OUTCOMES_PG.format(outcomes=":outcomes")
+    + """)
     SELECT id FROM fin
     """
 )
@@ -370,8 +382,11 @@ class SqlDeliveryLedger:
         """``new``: the caller knows no row exists (the run's first claim, never replayed),
         so the row is INSERTed without looking for it first."""
         now = utcnow()
-        # A new attempt supersedes an outcome of this delivery not written yet (fan-in).
-        _pending().outcomes.pop((run_id, step_id), None)
+        # The outcomes of the deliveries before this one are written with its ``sending``
+        # row (one statement on PostgreSQL's hot path), so a kill from here on re-sends
+        # none of them. A new attempt supersedes an unwritten outcome of its own (fan-in).
+        outcomes = _pending().outcomes
+        outcomes.pop((run_id, step_id), None)
         # A delivery may take up to its timeout: keep the run's lease ahead of it, unless
         # this process claimed the run so recently that the claim's lease is still whole.
         claimed = _claimed_at.get(run_id)
@@ -389,7 +404,12 @@ class SqlDeliveryLedger:
             }
             if not extend and db.engine.dialect.name == "postgresql":
                 with autocommitted() as cursor:  # the hot path: one round trip
-                    cursor.execute(_INSERT_DELIVERY_PG, row)
+                    if outcomes:
+                        params = {**row, "outcomes": _outcomes_json(outcomes.values())}
+                        cursor.execute(_INSERT_DELIVERY_AFTER_OUTCOMES_PG, params)
+                    else:
+                        cursor.execute(_INSERT_DELIVERY_PG, row)
+                outcomes.clear()
                 return 1
             db.session.execute(_INSERT_DELIVERY, row)
             attempts = 1
@@ -407,7 +427,10 @@ class SqlDeliveryLedger:
                 _EXTEND_LEASE,
                 {"w_id": run_id, "lease_until": now + timedelta(seconds=self.lease_seconds)},
             )
+        if outcomes:
+            db.session.execute(_RECORD_OUTCOME, [_outcome_params(o) for o in outcomes.values()])
         db.session.commit()
+        outcomes.clear()
         return attempts
 
     def _record(
@@ -721,15 +744,29 @@ def _flush_pg(
             }
         )
         steps.extend(_step_rows(claimed, result))
-    rows = [
-        {**o, "acknowledged_at": _iso(o["acknowledged_at"]), "updated_at": _iso(o["updated_at"])}
-        for o in outcomes
-    ]
     held = db.session.execute(
         _FLUSH_PG,
-        {"runs": json.dumps(runs), "steps": json.dumps(steps), "outcomes": json.dumps(rows)},
+        {
+            "runs": json.dumps(runs),
+            "steps": json.dumps(steps),
+            "outcomes": _outcomes_json(outcomes),
+        },
     ).scalars()
     return {claimed.run_id for claimed, _, _ in finishes} - set(held)
+
+
+def _outcomes_json(outcomes: Iterable[dict[str, Any]]) -> str:
+    """Delivery outcomes as the JSON array ``_OUTCOMES_PG`` spreads into rows."""
+    return json.dumps(
+        [
+            {
+                **o,
+                "acknowledged_at": _iso(o["acknowledged_at"]),
+                "updated_at": _iso(o["updated_at"]),
+            }
+            for o in outcomes
+        ]
+    )
 
 
 def _outcome_params(outcome: dict[str, Any]) -> dict[str, Any]:

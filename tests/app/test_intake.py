@@ -108,6 +108,16 @@ def test_json_with_charset_and_vendor_types_is_accepted(client, hook):
         assert response.status_code == 202, response.get_json()
 
 
+def test_the_202_body_is_the_documented_accepted_schema(client, hook, app):
+    from app.schemas.runs import AcceptedSchema
+
+    response = client.post(hook, json=ORDER)
+    assert response.status_code == 202 and response.mimetype == "application/json"
+    body = response.get_json()
+    assert body == AcceptedSchema().dump({"run_id": body["run_id"], "duplicate": False})
+    assert isinstance(body["run_id"], int) and db.session.get(Run, body["run_id"]) is not None
+
+
 def test_run_is_committed_before_202_even_without_redis(client, hook, app):
     app.config["FLOWGATE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
     app.extensions.pop("flowgate.redis", None)

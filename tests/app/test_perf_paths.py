@@ -234,23 +234,26 @@ def test_intake_and_worker_issue_the_expected_sql(
     run_worker()  # one drain job: the first post woke it, the others found it pending
     worker = stop()
     # One batch of 5: one claim (UPDATE … RETURNING) and its commit; the connection row once
-    # for the batch (SELECT); per run the delivery INSERT and its commit; at the end of the
-    # batch its pending writes (the acknowledgements, each run's fenced UPDATE and its
-    # steps) and one commit; then the empty claims that end the job (runs that never lost
-    # a lease, then one that did): 2 UPDATEs and 2 commits. (The claim is ``WITH picked AS
-    # (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …``.) On PostgreSQL the batch's pending
-    # writes are one statement (``WITH fin AS (UPDATE runs …), steps AS (INSERT INTO
-    # run_steps …), outcomes AS (UPDATE deliveries …) SELECT …``); on SQLite the
-    # acknowledgements are one executemany, then per run its UPDATE and steps INSERT.
-    # On PostgreSQL each delivery INSERT commits as it executes (autocommit, no COMMIT).
+    # for the batch (SELECT); per run the delivery's ``sending`` INSERT, which also writes
+    # the previous delivery's acknowledgement, and its commit; at the end of the batch its
+    # pending writes (the last acknowledgement, each run's fenced UPDATE and its steps) and
+    # one commit; then the empty claims that end the job (runs that never lost a lease,
+    # then one that did): 2 UPDATEs and 2 commits. (The claim is ``WITH picked AS (SELECT …
+    # FOR UPDATE SKIP LOCKED) UPDATE …``.) On PostgreSQL a ``sending`` INSERT after the
+    # first is ``WITH outcomes AS (UPDATE deliveries …) INSERT …`` and commits as it
+    # executes (autocommit, no COMMIT), and the batch's pending writes are one statement
+    # (``WITH fin AS (UPDATE runs …), steps AS (INSERT INTO run_steps …), outcomes AS
+    # (UPDATE deliveries …) SELECT …``). On SQLite each acknowledgement is an UPDATE in the
+    # next delivery's transaction (the last one in the flush's), then per run its UPDATE and
+    # steps INSERT.
     assert worker["SELECT"] == 1
     if db.engine.dialect.name == "postgresql":
         assert worker["COMMIT"] == 1 + 1 + 2
-        assert worker["WITH"] == 1 + 2 + 1 and worker["UPDATE"] == 0
-        assert worker["INSERT"] == 5
+        assert worker["WITH"] == 1 + 4 + 1 + 2 and worker["UPDATE"] == 0
+        assert worker["INSERT"] == 1
     else:
         assert worker["COMMIT"] == 1 + 5 + 1 + 2
-        assert worker["WITH"] == 1 + 2 and worker["UPDATE"] == 1 + 5
+        assert worker["WITH"] == 1 + 2 and worker["UPDATE"] == 4 + 1 + 5
         assert worker["INSERT"] == 5 * 2
     assert len(sink.requests) == 6
 
