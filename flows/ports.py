@@ -127,6 +127,9 @@ class Admission:
     # A half-open breaker's one trial delivery. If it fails the failure belongs to the
     # breaker, not to the run: the attempt is not counted against the retry policy.
     trial: bool = False
+    # The gate saw a healthy connection at admission (no failure counted, breaker closed,
+    # no trial): a healthy ``done`` has nothing to reset and may skip its round trip.
+    clean: bool = False
 
 
 class DeliveryGate(Protocol):

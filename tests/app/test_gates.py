@@ -58,6 +58,27 @@ def test_success_resets_the_consecutive_failure_count(client):
     assert g.state(1).state == "closed" and g.state(1).consecutive_failures == 2
 
 
+def test_a_healthy_delivery_on_a_clean_connection_costs_one_round_trip(client, monkeypatch):
+    g = gate(client, threshold=2)
+    first = g.admit(5)
+    assert first.allowed and first.clean
+
+    def no_round_trip(*args, **kwargs):
+        raise AssertionError("a clean, healthy done must not reach Redis")
+
+    monkeypatch.setattr(g.redis, "pipeline", no_round_trip)
+    g.done(5, first, healthy=True)
+    monkeypatch.undo()
+    # After a failure the connection is not clean: the next success resets the count.
+    g.done(5, g.admit(5), healthy=False)
+    dirty = g.admit(5)
+    assert dirty.allowed and not dirty.clean
+    g.done(5, dirty, healthy=True)
+    assert g.state(5).consecutive_failures == 0
+    g.done(5, g.admit(5), healthy=False)
+    assert g.state(5).state == "closed"  # one failure since the reset, threshold 2
+
+
 def test_concurrency_limit_is_shared_and_released(client):
     first, second = (
         gate(client, GateLimits(max_in_flight=2)),
