@@ -83,6 +83,9 @@ _INSERT_DELIVERY_PG = """
 """
 # Delivery outcomes as rows of a JSON array (``jsonb_to_recordset``: JSON nulls become SQL
 # NULLs); shared by the flush and by a ``sending`` INSERT that carries the outcomes before it.
+# ``run_id = ANY(<the run ids>)`` is there for the planner: it takes the function for 100
+# rows and would hash-join them against a sequential scan of the whole table (3.4 ms at
+# 20,000 deliveries, growing with the table); with it, the unique index is used.
 _OUTCOMES_PG = """
     UPDATE deliveries AS d
     SET status = o.status, response_code = o.response_code,
@@ -93,12 +96,15 @@ _OUTCOMES_PG = """
         run_id integer, step_id text, status text, response_code integer,
         response_excerpt text, last_error text, acknowledged_at timestamp,
         updated_at timestamp)
-    WHERE d.run_id = o.run_id AND d.step_id = o.step_id
+    WHERE d.run_id = o.run_id AND d.step_id = o.step_id AND d.run_id = ANY({run_ids})
 """
 # The next delivery's ``sending`` row and the outcomes of the deliveries before it, in one
 # statement: an acknowledgement is durable by the time the next delivery goes out.
 _INSERT_DELIVERY_AFTER_OUTCOMES_PG = (
-    "WITH outcomes AS (" + _OUTCOMES_PG.format(outcomes="%(outcomes)s") + ")" + _INSERT_DELIVERY_PG
+    "WITH outcomes AS ("
+    + _OUTCOMES_PG.format(outcomes="%(outcomes)s", run_ids="%(outcome_runs)s")
+    + ")"
+    + _INSERT_DELIVERY_PG
 )
 _FINISH_RUN = update(_RUNS).where(
     _RUNS.c.id == bindparam("w_id"),
@@ -124,6 +130,7 @@ _FLUSH_PG = text(
             id integer, attempts integer, status text, reason text,
             next_attempt_at timestamp, finished_at timestamp)
         WHERE r.id = f.id AND r.status = 'running' AND r.attempts = f.attempts
+          AND r.id = ANY(CAST(:run_ids AS integer[]))
         RETURNING r.id
     ), steps AS (
         INSERT INTO run_steps (run_id, position, step_id, status, input, input_ref, output,
@@ -136,7 +143,7 @@ _FLUSH_PG = text(
             attempt integer)
         WHERE s.run_id IN (SELECT id FROM fin)
     ), outcomes AS ("""
-    + _OUTCOMES_PG.format(outcomes=":outcomes")
+    + _OUTCOMES_PG.format(outcomes=":outcomes", run_ids="CAST(:outcome_runs AS integer[])")
     + """)
     SELECT id FROM fin
     """
@@ -405,7 +412,7 @@ class SqlDeliveryLedger:
             if not extend and db.engine.dialect.name == "postgresql":
                 with autocommitted() as cursor:  # the hot path: one round trip
                     if outcomes:
-                        params = {**row, "outcomes": _outcomes_json(outcomes.values())}
+                        params = {**row, **_outcomes_params(outcomes.values())}
                         cursor.execute(_INSERT_DELIVERY_AFTER_OUTCOMES_PG, params)
                     else:
                         cursor.execute(_INSERT_DELIVERY_PG, row)
@@ -751,25 +758,22 @@ def _flush_pg(
         _FLUSH_PG,
         {
             "runs": json.dumps(runs),
+            "run_ids": [run["id"] for run in runs],
             "steps": json.dumps(steps),
-            "outcomes": _outcomes_json(outcomes),
+            **_outcomes_params(outcomes),
         },
     ).scalars()
     return {claimed.run_id for claimed, _, _ in finishes} - set(held)
 
 
-def _outcomes_json(outcomes: Iterable[dict[str, Any]]) -> str:
-    """Delivery outcomes as the JSON array ``_OUTCOMES_PG`` spreads into rows."""
-    return json.dumps(
-        [
-            {
-                **o,
-                "acknowledged_at": _iso(o["acknowledged_at"]),
-                "updated_at": _iso(o["updated_at"]),
-            }
-            for o in outcomes
-        ]
-    )
+def _outcomes_params(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Delivery outcomes as ``_OUTCOMES_PG`` takes them: a JSON array of rows, and their
+    run ids (for the index)."""
+    rows = [
+        {**o, "acknowledged_at": _iso(o["acknowledged_at"]), "updated_at": _iso(o["updated_at"])}
+        for o in outcomes
+    ]
+    return {"outcomes": json.dumps(rows), "outcome_runs": sorted({o["run_id"] for o in rows})}
 
 
 def _outcome_params(outcome: dict[str, Any]) -> dict[str, Any]:
