@@ -435,7 +435,9 @@ class SqlDeliveryLedger:
                 {"w_id": run_id, "lease_until": now + timedelta(seconds=self.lease_seconds)},
             )
         if outcomes:
-            db.session.execute(_RECORD_OUTCOME, [_outcome_params(o) for o in outcomes.values()])
+            db.session.execute(
+                _RECORD_OUTCOME, [_core_outcome_params(o) for o in outcomes.values()]
+            )
         db.session.commit()
         outcomes.clear()
         return attempts
@@ -710,7 +712,7 @@ class SqlRunStore:
         if together or (postgres and outcomes):
             lost |= _flush_pg(together, outcomes)
         elif outcomes:
-            db.session.execute(_RECORD_OUTCOME, [_outcome_params(o) for o in outcomes])
+            db.session.execute(_RECORD_OUTCOME, [_core_outcome_params(o) for o in outcomes])
         for claimed, result, now in alone:
             if not _finish_one(claimed, result, now):
                 lost.add(claimed.run_id)
@@ -776,7 +778,7 @@ def _outcomes_params(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"outcomes": json.dumps(rows), "outcome_runs": sorted({o["run_id"] for o in rows})}
 
 
-def _outcome_params(outcome: dict[str, Any]) -> dict[str, Any]:
+def _core_outcome_params(outcome: dict[str, Any]) -> dict[str, Any]:
     params = {k: v for k, v in outcome.items() if k not in ("run_id", "step_id")}
     return {"w_run_id": outcome["run_id"], "w_step_id": outcome["step_id"], **params}
 

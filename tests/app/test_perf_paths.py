@@ -312,3 +312,48 @@ def test_driver_errors_surface_as_sqlalchemy_errors_and_drop_a_broken_connection
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
     with autocommitted() as cursor:  # the killed connection was not handed out again
         assert cursor.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
+    """``jsonb_to_recordset`` is planned as 100 rows: without ``run_id = ANY(…)`` PostgreSQL
+    hash-joins it against a sequential scan of ``deliveries`` (3.4 ms at 20,000 rows, per
+    delivery). Checked with the plan on a table of 5,000 deliveries."""
+    import pytest
+    from sqlalchemy import text
+
+    from app.stores import _OUTCOMES_PG
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    with db.engine.begin() as connection:
+        connection.execute(text("SET LOCAL session_replication_role = replica"))  # no FKs
+        connection.execute(
+            text(
+                "INSERT INTO deliveries (run_id, step_id, idempotency_key, status, attempts,"
+                " response_excerpt, created_at, updated_at) SELECT g, 'send', 'k' || g,"
+                " 'acknowledged', 1, '', now(), now() FROM generate_series(1, 5000) g"
+            )
+        )
+        connection.execute(text("ANALYZE deliveries"))
+        sql = _OUTCOMES_PG.format(outcomes=":outcomes", run_ids="CAST(:ids AS integer[])")
+        outcome = {
+            "run_id": 42,
+            "step_id": "send",
+            "status": "acknowledged",
+            "response_code": 201,
+            "response_excerpt": "",
+            "last_error": None,
+            "acknowledged_at": None,
+            "updated_at": "2026-11-27T10:00:00",
+        }
+        import json
+
+        plan = "\n".join(
+            row[0]
+            for row in connection.execute(
+                text("EXPLAIN " + sql), {"outcomes": json.dumps([outcome]), "ids": [42]}
+            )
+        )
+        connection.execute(text("DELETE FROM deliveries"))
+    assert "Seq Scan on deliveries" not in plan, plan
+    assert "uq_deliveries_run_step" in plan, plan
