@@ -492,6 +492,7 @@ def _accept_on(
         check_live=True,
         # The body is the message (strictly parsed, so valid JSON): stored as sent.
         payload_text=body.decode("utf-8") if message is payload else None,
+        own_transaction=True,  # nothing else is staged in this request's session
     )
 
 
@@ -505,6 +506,7 @@ def record_run(
     event_id: str | None = None,
     check_live: bool = False,
     payload_text: str | None = None,
+    own_transaction: bool = False,
 ) -> Accepted:
     """Record one accepted message as a queued Run, commit, then enqueue its id.
 
@@ -515,6 +517,10 @@ def record_run(
     ``check_live``: the version came from a cache; check in this transaction that it is
     still live, else raise ``_StaleVersion`` with nothing written. ``payload_text``: the
     message as JSON text, when the caller has it (a webhook body that is the message).
+    ``own_transaction``: the caller has nothing else in this session's unit of work (the
+    webhook), so on PostgreSQL the run commits on its own, at the driver, in one round trip.
+    Otherwise the run joins the session's transaction and its commit also carries what the
+    caller staged before (a manual run's audit event, a poller's state).
     """
     config = (version.definition.get("trigger") or {}).get("config") or {}
     if payload_hash is None:
@@ -537,23 +543,29 @@ def record_run(
         "status": RunStatus.QUEUED.value,
         "enqueued_at": utcnow(),
     }
+    postgres = db.engine.dialect.name == "postgresql"
     try:
-        if db.engine.dialect.name == "postgresql":
-            # One statement, committed as it executes (one round trip, see autocommitted).
+        if postgres:
+            # One statement; on its own it commits as it executes (see autocommitted).
             if payload_text is None:
                 payload_text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
             params = {**row, "payload": payload_text, "values": keys, "check_live": check_live}
-            with autocommitted() as cursor:
-                found = cursor.execute(_RECORD_RUN_PG, params).fetchone()
+            if own_transaction:
+                with autocommitted() as cursor:
+                    found = cursor.execute(_RECORD_RUN_PG, params).fetchone()
+            else:
+                connection = db.session.connection()
+                found = connection.exec_driver_sql(_RECORD_RUN_PG, params).first()
             run_id = None if found is None else found[0]
         else:  # SQLite: no INSERT in a WITH; executemany of the keys is in-process and cheap
             statement = _INSERT_RUN_IF_LIVE if check_live else _INSERT_RUN
             run_id = db.session.execute(statement, row).scalar_one_or_none()
             if run_id is not None and keys:
                 db.session.execute(_INSERT_KEYS, [{"run_id": run_id, "value": v} for v in keys])
-            db.session.commit()
         if run_id is None:  # nothing written: the version is no longer live
             raise _StaleVersion(version.id)
+        if not (postgres and own_transaction):
+            db.session.commit()  # the run, with whatever the caller staged before it
     except IntegrityError:
         db.session.rollback()
         return _duplicate(flow.id, event_id, payload_hash)

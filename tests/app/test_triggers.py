@@ -244,3 +244,26 @@ def test_a_manual_flow_runs_with_the_given_payload(app, client, make_user, sink,
     assert r.status_code == 202
     run_worker()
     assert sink.requests[0].json() == {"x": 1}
+
+
+def test_a_manual_run_commits_its_audit_event_with_the_run(app, client, make_user, sink):
+    """The run and the ``flow.run_manually`` event are one transaction: both are committed
+    when the API answers, seen from another connection, with no worker involved."""
+    from sqlalchemy import text
+
+    ctx = live_flow(client, make_user, sink)
+    flow_id = ctx["flow"]["id"]
+    r = client.post(
+        f"/api/v1/flows/{flow_id}/run", json={"payload": ORDER}, headers=ctx["owner_headers"]
+    )
+    assert r.status_code == 202, r.get_json()
+    db.session.remove()
+    with db.engine.connect() as other:
+        events = other.execute(
+            text("SELECT object_id FROM audit_events WHERE action = 'flow.run_manually'")
+        ).all()
+        runs = other.execute(
+            text("SELECT trigger_kind FROM runs WHERE id = :id"), {"id": r.get_json()["run_id"]}
+        ).all()
+    assert [e.object_id for e in events] == [str(flow_id)]
+    assert [run.trigger_kind for run in runs] == ["manual"]
