@@ -36,18 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import (
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
 from app.crypto import SecretBox
@@ -453,7 +442,8 @@ class SqlDeliveryLedger:
         last_error: str | None,
         acknowledged: bool,
     ) -> None:
-        # Not written here: the batch's flush writes it (see the module docstring).
+        # Not written here: the next ``begin`` or the batch's flush writes it (see the
+        # module docstring).
         now = utcnow()
         _pending().outcomes[(run_id, step_id)] = {
             "run_id": run_id,

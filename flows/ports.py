@@ -58,10 +58,11 @@ class DeliveryLedger(Protocol):
         ``new``: the caller knows no record exists yet (a run's first claim)."""
 
     def acknowledge(self, run_id: int, step_id: str, result: SendResult) -> None:
-        """Record the destination's acknowledgement. It may be written with the batch's
-        pending writes (``RunStore.commit``) rather than at once: until then the attempt
-        reads ``sending`` in storage, which is re-sent with the same idempotency key if the
-        worker dies, while ``get`` already answers with the acknowledgement."""
+        """Record the destination's acknowledgement. It may be written later rather than at
+        once, at the latest before the next delivery goes out (with its ``begin``) or with
+        the batch's ``RunStore.commit``: until then the attempt reads ``sending`` in
+        storage, which is re-sent with the same idempotency key if the worker dies, while
+        ``get`` already answers with the acknowledgement."""
 
     def fail(
         self,

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Run
+from app.schemas.runs import AcceptedSchema
 from tests.app.test_walking_skeleton import ORDER, live_flow
 
 
@@ -109,8 +110,6 @@ def test_json_with_charset_and_vendor_types_is_accepted(client, hook):
 
 
 def test_the_202_body_is_the_documented_accepted_schema(client, hook, app):
-    from app.schemas.runs import AcceptedSchema
-
     response = client.post(hook, json=ORDER)
     assert response.status_code == 202 and response.mimetype == "application/json"
     body = response.get_json()

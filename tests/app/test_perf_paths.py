@@ -12,16 +12,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import event, select, update
+import pytest
+from sqlalchemy import event, select, text, update
+from sqlalchemy import exc as sa_exc
 
+import app.services.intake as intake_module
+import app.stores as stores_module
 from app.extensions import db
 from app.models import Delivery, Run, RunStep
 from app.models._types import utcnow
-from app.stores import SqlDeliveryLedger, SqlRunStore
+from app.services.intake import _RECORD_RUN_PG
+from app.stores import (
+    _INSERT_DELIVERY_PG,
+    _OUTCOMES_PG,
+    SqlDeliveryLedger,
+    SqlRunStore,
+    autocommitted,
+)
 from connectors.base import SendResult
+from flows import jobs
 from flows.results import DeliveryStatus, RunResult, RunStatus, StepResult, StepStatus
 from tests.app.test_execution import make_due, post_order, run_row
 from tests.app.test_walking_skeleton import ORDER, definition, live_flow
@@ -168,11 +183,6 @@ class _CountingCursor:
 def _count_driver_sql(monkeypatch, on_statement):
     """Count the statements run at the driver (``app.stores.autocommitted``) too; they
     commit as they execute, so they add no COMMIT."""
-    import contextlib
-
-    import app.services.intake as intake_module
-    import app.stores as stores_module
-
     real = stores_module.autocommitted
 
     @contextlib.contextmanager
@@ -232,10 +242,6 @@ def test_intake_and_worker_issue_the_expected_sql(
         post_order(client, ctx, dict(ORDER, order_number=number))
     # One flush at the end of the batch, however slow the machine: no mid-batch flush
     # (DrainLimits.flush_after_seconds) may add a statement to the count.
-    import dataclasses
-
-    from flows import jobs
-
     drain_job = jobs._drain.__self__
     drain_job.limits = dataclasses.replace(drain_job.limits, flush_after_seconds=600)
     stop = _count_sql(db.engine, monkeypatch)
@@ -274,11 +280,7 @@ def _inserted_columns(sql: str, table: str) -> set[str]:
 def test_the_driver_level_inserts_write_every_column_the_orm_would():
     """The hot INSERTs at the driver (intake's run, a delivery's ``sending`` row) write out
     the defaults the ORM adds: a new column with a default or NOT NULL must be added there."""
-    from app.models import Delivery as DeliveryModel
-    from app.services.intake import _RECORD_RUN_PG
-    from app.stores import _INSERT_DELIVERY_PG
-
-    for model, sql in ((Run, _RECORD_RUN_PG), (DeliveryModel, _INSERT_DELIVERY_PG)):
+    for model, sql in ((Run, _RECORD_RUN_PG), (Delivery, _INSERT_DELIVERY_PG)):
         table = model.__table__
         written = _inserted_columns(sql, table.name)
         needed = {
@@ -303,11 +305,6 @@ def test_a_run_stored_at_the_driver_reads_back_as_the_message(client, make_user,
 
 
 def test_driver_errors_surface_as_sqlalchemy_errors_and_drop_a_broken_connection(app):
-    import pytest
-    from sqlalchemy import exc as sa_exc
-
-    from app.stores import autocommitted
-
     if db.engine.dialect.name != "postgresql":
         pytest.skip("the driver-level path is PostgreSQL's")
     with pytest.raises(sa_exc.ProgrammingError):
@@ -326,11 +323,6 @@ def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
     """``jsonb_to_recordset`` is planned as 100 rows: without ``run_id = ANY(…)`` PostgreSQL
     hash-joins it against a sequential scan of ``deliveries`` (3.4 ms at 20,000 rows, per
     delivery). Checked with the plan on a table of 5,000 deliveries."""
-    import pytest
-    from sqlalchemy import text
-
-    from app.stores import _OUTCOMES_PG
-
     if db.engine.dialect.name != "postgresql":
         pytest.skip("a PostgreSQL plan")
     with db.engine.begin() as connection:
@@ -354,8 +346,6 @@ def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
             "acknowledged_at": None,
             "updated_at": "2026-11-27T10:00:00",
         }
-        import json
-
         plan = "\n".join(
             row[0]
             for row in connection.execute(

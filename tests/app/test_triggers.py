@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from app.extensions import db
 from app.models import AuditEvent, FlowVersion, Run
@@ -249,8 +249,6 @@ def test_a_manual_flow_runs_with_the_given_payload(app, client, make_user, sink,
 def test_a_manual_run_commits_its_audit_event_with_the_run(app, client, make_user, sink):
     """The run and the ``flow.run_manually`` event are one transaction: both are committed
     when the API answers, seen from another connection, with no worker involved."""
-    from sqlalchemy import text
-
     ctx = live_flow(client, make_user, sink)
     flow_id = ctx["flow"]["id"]
     r = client.post(
