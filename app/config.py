@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from connectors import json_codec
+
 DEFAULT_INSTANCE_PATH = Path(__file__).resolve().parent.parent / "instance"
 
 
@@ -117,7 +119,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "WTF_CSRF_CHECK_DEFAULT": False,
         "WTF_CSRF_TIME_LIMIT": None,
         # Idle connections are pinged on checkout by app._ping_idle_connections instead.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
+        # JSON columns through connectors.json_codec: orjson's speed, json's values.
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": False,
+            "json_serializer": json_codec.dumps_text,
+            "json_deserializer": json_codec.loads,
+        },
         # OpenAPI (flask-smorest)
         "API_TITLE": "Flowgate API",
         "API_VERSION": "v1",

@@ -22,6 +22,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from urllib3 import PoolManager
 
+from connectors import json_codec
 from connectors.base import (
     CheckResult,
     ConnectorContext,
@@ -708,7 +709,7 @@ def _join_url(base_url: str, path: str) -> str:
 
 def _encode(message: Any) -> bytes:
     try:
-        return json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        return json_codec.dumps(message, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConnectorError(f"message cannot be sent as JSON: {exc}") from None
 

@@ -54,6 +54,8 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from types import SimpleNamespace
 from typing import Any
 
+from connectors import json_codec
+
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 512
@@ -356,8 +358,7 @@ def _plain(raw: Any, max_bytes: int) -> Any:
     """
     try:
         result = _PlainCopier(_library(), max_bytes).copy(raw)
-        text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-        size: int | None = len(text.encode("utf-8", "surrogatepass"))
+        size: int | None = _json_size(result)
     except _TooLarge:
         size = None
     except RecursionError as exc:
@@ -369,6 +370,15 @@ def _plain(raw: Any, max_bytes: int) -> Any:
             + (f" ({size:,} bytes as JSON)" if size else ""),
         )
     return result
+
+
+def _json_size(result: Any) -> int:
+    """Bytes of ``result`` as compact UTF-8 JSON (a lone surrogate counted as 3)."""
+    try:
+        return len(json_codec.dumps(result))
+    except UnicodeEncodeError:
+        text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+        return len(text.encode("utf-8", "surrogatepass"))
 
 
 class _PlainCopier:

@@ -92,7 +92,7 @@ def test_deliveries_reuse_one_kept_alive_connection(
     results = [_send(ctx, n) for n in range(5)]
     assert [r.status_code for r in results] == [202] * 5
     assert results[0].response_excerpt == '{"ok": true}'
-    assert keepalive.bodies == [f'{{"order": {n}}}'.encode() for n in range(5)]
+    assert keepalive.bodies == [f'{{"order":{n}}}'.encode() for n in range(5)]
     assert keepalive.user_agents == ["Flowgate/0.1"] * 5  # the session's defaults still apply
     assert keepalive.connections == 1 and len(connect_log) == 1
 
