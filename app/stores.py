@@ -24,7 +24,6 @@ See bench/README.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -36,7 +35,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 
 from app.crypto import SecretBox
@@ -44,6 +55,7 @@ from app.extensions import db
 from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep, VersionStatus
 from app.models._types import utcnow
 from app.models.run import INPUT_FROM_PAYLOAD, INPUT_FROM_STEP
+from connectors import json_codec
 from connectors.base import SendResult
 from flows.ports import ClaimedRun, DeliveryRecord, ResolvedConnection
 from flows.results import DeliveryStatus, RunResult, RunStatus
@@ -495,6 +507,70 @@ class SqlDeliveryLedger:
         )
 
 
+def _claim_statement(*, crashed: bool) -> Any:
+    """The batch claim: up to ``claim_limit`` queued runs, oldest first, made running.
+
+    Built once per process, not per claim (statements are immutable and SQLAlchemy
+    memoizes each one's cache key): building and keying it was about a twentieth of a
+    worker's CPU when batches are small (py-spy, bench/README.md round 7). ``FOR UPDATE
+    SKIP LOCKED`` (PostgreSQL) lets concurrent workers take disjoint batches without
+    waiting on each other; SQLite ignores it (one writer at a time, so the UPDATE is atomic
+    there anyway). The outer WHERE repeats the status: the compare-and-set does not depend
+    on the subquery's snapshot.
+    """
+    runs = _RUNS.c
+    picked = (
+        select(runs.id)
+        .where(
+            runs.status == RunStatus.QUEUED.value,
+            runs.crash_count > 0 if crashed else runs.crash_count == 0,
+        )
+        .order_by(runs.id)
+        .limit(bindparam("claim_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        # A CTE, not ``IN (subquery)``: PostgreSQL may rescan a LIMIT … SKIP LOCKED
+        # subquery per outer row and then claim more than ``limit`` runs (seen: 5 of 3).
+        # A CTE with FOR UPDATE is evaluated once.
+        .cte("picked")
+    )
+    return (
+        update(_RUNS)
+        .where(runs.id.in_(select(picked.c.id)), runs.status == RunStatus.QUEUED.value)
+        .values(
+            status=RunStatus.RUNNING.value,
+            attempts=runs.attempts + 1,
+            lease_until=bindparam("claim_lease_until", type_=runs.lease_until.type),
+            started_at=func.coalesce(
+                runs.started_at, bindparam("claim_now", type_=runs.started_at.type)
+            ),
+        )
+        .returning(*_claimed_columns())
+    )
+
+
+def _claimed_columns() -> tuple[Any, ...]:
+    """What a claim returns. Table columns, not ORM attributes: an ORM-enabled UPDATE …
+    RETURNING loads its rows through the ORM (about a tenth of a worker's CPU under load)."""
+    runs, versions = _RUNS.c, FlowVersion.__table__.c
+    return (
+        runs.id,
+        runs.attempts,
+        runs.payload,
+        runs.received_at,
+        runs.business_key,
+        runs.flow_version_id,
+        runs.replays,
+        select(versions.updated_at)
+        .where(versions.id == runs.flow_version_id)
+        .scalar_subquery()
+        .label("version_stamp"),
+    )
+
+
+_CLAIM_FRESH = _claim_statement(crashed=False)
+_CLAIM_CRASHED = _claim_statement(crashed=True)
+
+
 class SqlRunStore:
     def __init__(self) -> None:
         # Definitions by (version id, version updated_at). Versions are immutable once
@@ -517,25 +593,6 @@ class SqlRunStore:
         if row.status != VersionStatus.DRAFT.value and stamp is not None:
             self._definitions.put((version_id, stamp), value)
         return value
-
-    @staticmethod
-    def _returning() -> tuple[Any, ...]:
-        # Table columns, not ORM attributes: an ORM-enabled UPDATE … RETURNING loads its
-        # rows through the ORM (about a tenth of a worker's CPU under load, py-spy).
-        versions = FlowVersion.__table__
-        return (
-            _RUNS.c.id,
-            _RUNS.c.attempts,
-            _RUNS.c.payload,
-            _RUNS.c.received_at,
-            _RUNS.c.business_key,
-            _RUNS.c.flow_version_id,
-            _RUNS.c.replays,
-            select(versions.c.updated_at)
-            .where(versions.c.id == _RUNS.c.flow_version_id)
-            .scalar_subquery()
-            .label("version_stamp"),
-        )
 
     def _claimed(self, row: Any, now: Any) -> ClaimedRun:
         if len(_claimed_at) > 10_000:  # runs whose execution raised never reach finish
@@ -577,7 +634,7 @@ class SqlRunStore:
                 lease_until=now + timedelta(seconds=lease_seconds),
                 started_at=func.coalesce(Run.started_at, now),
             )
-            .returning(*self._returning())
+            .returning(*_claimed_columns())
             .execution_options(synchronize_session=False)
         ).first()
         db.session.commit()
@@ -586,35 +643,13 @@ class SqlRunStore:
 
     def _claim_queued(self, limit: int, lease_seconds: float, *, crashed: bool) -> list[Any]:
         now = utcnow()
-        # Oldest first. ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) lets concurrent workers take
-        # disjoint batches without waiting on each other; SQLite ignores it (one writer at a
-        # time, so the UPDATE is atomic there anyway). The outer WHERE repeats the status:
-        # the compare-and-set does not depend on the subquery's snapshot.
-        runs = _RUNS.c
-        picked = (
-            select(runs.id)
-            .where(
-                runs.status == RunStatus.QUEUED.value,
-                runs.crash_count > 0 if crashed else runs.crash_count == 0,
-            )
-            .order_by(runs.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            # A CTE, not ``IN (subquery)``: PostgreSQL may rescan a LIMIT … SKIP LOCKED
-            # subquery per outer row and then claim more than ``limit`` runs (seen: 5 of 3).
-            # A CTE with FOR UPDATE is evaluated once.
-            .cte("picked")
-        )
         rows = db.session.execute(
-            update(_RUNS)
-            .where(runs.id.in_(select(picked.c.id)), runs.status == RunStatus.QUEUED.value)
-            .values(
-                status=RunStatus.RUNNING.value,
-                attempts=runs.attempts + 1,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                started_at=func.coalesce(runs.started_at, now),
-            )
-            .returning(*self._returning())
+            _CLAIM_CRASHED if crashed else _CLAIM_FRESH,
+            {
+                "claim_limit": limit,
+                "claim_now": now,
+                "claim_lease_until": now + timedelta(seconds=lease_seconds),
+            },
         ).all()
         db.session.commit()
         _batch[0] += 1
@@ -749,9 +784,9 @@ def _flush_pg(
     held = db.session.execute(
         _FLUSH_PG,
         {
-            "runs": json.dumps(runs),
+            "runs": json_codec.dumps_text(runs),
             "run_ids": [run["id"] for run in runs],
-            "steps": json.dumps(steps),
+            "steps": json_codec.dumps_text(steps),
             **_outcomes_params(outcomes),
         },
     ).scalars()
@@ -765,7 +800,10 @@ def _outcomes_params(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
         {**o, "acknowledged_at": _iso(o["acknowledged_at"]), "updated_at": _iso(o["updated_at"])}
         for o in outcomes
     ]
-    return {"outcomes": json.dumps(rows), "outcome_runs": sorted({o["run_id"] for o in rows})}
+    return {
+        "outcomes": json_codec.dumps_text(rows),
+        "outcome_runs": sorted({o["run_id"] for o in rows}),
+    }
 
 
 def _core_outcome_params(outcome: dict[str, Any]) -> dict[str, Any]:
