@@ -14,6 +14,7 @@ from flask import Flask
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from app import cli, models, ui  # noqa: F401  (models: registers tables for Alembic)
     from app.api import register_api
+    from app.auth import SessionsExceptWebhooks
     from app.config import load_settings
     from app.errors import register_error_handlers
     from app.extensions import csrf, db, login_manager, migrate
@@ -24,6 +25,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
     flask_app.config.update(settings)
     flask_app.json.sort_keys = False  # mapped output keeps the order the analyst wrote
+    flask_app.session_interface = SessionsExceptWebhooks()
 
     db.init_app(flask_app)
     with flask_app.app_context():

@@ -213,3 +213,22 @@ def test_same_event_id_posted_concurrently_makes_one_run(client, make_user, sink
     assert statuses.count(202) == 1 and statuses.count(200) == 19, statuses
     assert len({run_id for _, run_id in results}) == 1
     assert run_count() == 1
+
+
+def test_webhook_neither_opens_nor_sets_the_session_cookie(client, hook, app):
+    from flask import session
+    from flask.sessions import NullSession
+
+    from app.services.users import create_user
+
+    create_user("ana@example.test", "analyst", "a-long-password")
+    login = client.post(
+        "/api/v1/auth/login", json={"email": "ana@example.test", "password": "a-long-password"}
+    )
+    assert "session=" in login.headers["Set-Cookie"]
+    with client:  # keeps the request context open to look at the session it used
+        accepted = client.post(hook, json=ORDER)
+        assert accepted.status_code == 202
+        assert "Set-Cookie" not in accepted.headers
+        assert isinstance(session._get_current_object(), NullSession)
+    assert client.get("/api/v1/flows").status_code == 200  # the browser's session still works
