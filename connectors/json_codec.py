@@ -27,14 +27,15 @@ against ``1e-07``: the same number).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-# Integers that may not fit 64 bits: 19 digits already can (-9999999999999999999).
-_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+# Integers that may not fit 64 bits: 19 digits already can (-9999999999999999999). Found
+# by mapping every digit to "0" and looking for 19 of them: 6 µs on the 5.5 KB order, where
+# the regular expression \d{19} took 100 µs (it retries at every digit of every number).
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
+_LONG_DIGITS = b"0" * 19
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -77,8 +78,8 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     """Like ``json.loads``, faster when the text holds no integer that may exceed 64 bits."""
     if isinstance(data, memoryview):
         data = bytes(data)
-    long_digits = _LONG_DIGITS_TEXT if isinstance(data, str) else _LONG_DIGITS_BYTES
-    if long_digits.search(data) is None:  # type: ignore[arg-type]
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) < 0:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
