@@ -15,7 +15,8 @@ answered (a fact about the world), never its run's outcome.
 Workers take runs in batches (``claim_batch``): one ``UPDATE … RETURNING`` and one commit
 claim up to N queued runs. Per run, on the hot path (first attempt, one deliver step): the
 version's definition comes from a per-process cache (versions are immutable once submitted);
-the connection is one ``SELECT`` per batch (``SqlConnectionResolver``); the delivery is one
+the connection row is read again only after a claim saw the connections table change, or
+after two seconds (``SqlConnectionResolver``); the delivery is one
 statement committed as it executes (``autocommitted``) that also writes the previous
 delivery's outcome. Per batch, on PostgreSQL, one statement writes every run's fenced final
 ``UPDATE``, every step and the last outcome (``_FLUSH_PG``), then one commit.
@@ -264,17 +265,20 @@ class _Lru:
                 self._items.popitem(last=False)
 
 
-# Bumped by every claim in this process: a connection row read for one batch is not
-# trusted by the next (see ``SqlConnectionResolver``).
-_batch = [0]
-# How long a batch may reuse a connection row at most (a batch with slow destinations can
-# run for minutes; an edited connection is seen within this).
+# What the last claim in this process saw of the connections table: its row count and
+# latest ``updated_at`` (every write to a connection goes through the ORM, whose
+# ``onupdate`` moves it). A connection row read under one stamp is trusted until a claim
+# sees another (see ``SqlConnectionResolver``).
+_connections_stamp: list[Any] = [None]
+# How long a worker may reuse a connection row at most, even with no change seen (a batch
+# with slow destinations claims nothing for minutes; an edited connection is seen within
+# this).
 CONNECTION_REUSE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class _ConnectionRow:
-    batch: int
+    stamp: Any
     read_at: float
     connector_key: str
     config: dict[str, Any]
@@ -285,11 +289,13 @@ class _ConnectionRow:
 class SqlConnectionResolver:
     """Connections for the engine.
 
-    ``per_batch`` (workers): a connection row is read once per claimed batch (at most
-    ``CONNECTION_REUSE_SECONDS``) instead of once per run, whose commit expires it; the
-    gate's limits come from the same read (``batch_limits``). Runs claimed later read it again,
-    so an edit reaches every run claimed after it. Without ``per_batch`` (test runs, previews)
-    every call reads the row.
+    ``per_batch`` (workers): a connection row is read again only when a claim has seen the
+    connections table change since (``_connections_stamp``, returned by every claim), or
+    ``CONNECTION_REUSE_SECONDS`` after it was read, instead of once per run (whose commit
+    expires it) or once per batch (a SELECT per batch was a tenth of a worker's CPU when
+    batches are small); the gate's limits come from the same read (``batch_limits``). So an
+    edit reaches every run claimed after it commits. Without ``per_batch`` (test runs,
+    previews) every call reads the row.
     """
 
     def __init__(self, box: SecretBox, *, per_batch: bool = False) -> None:
@@ -317,7 +323,7 @@ class SqlConnectionResolver:
             secrets = self.box.decrypt(row.secrets_encrypted)
             self._secrets.put(row.secrets_encrypted, secrets)
         read = _ConnectionRow(
-            _batch[0],
+            _connections_stamp[0],
             time.monotonic(),
             row.connector_key,
             dict(row.config or {}),
@@ -349,7 +355,7 @@ _rows: dict[int, _ConnectionRow] = {}
 
 def _batch_row(connection_id: int) -> _ConnectionRow | None:
     row = _rows.get(connection_id)
-    if row is None or row.batch != _batch[0]:
+    if row is None or row.stamp is None or row.stamp != _connections_stamp[0]:
         return None
     if time.monotonic() - row.read_at > CONNECTION_REUSE_SECONDS:
         return None
@@ -551,7 +557,7 @@ def _claim_statement(*, crashed: bool) -> Any:
 def _claimed_columns() -> tuple[Any, ...]:
     """What a claim returns. Table columns, not ORM attributes: an ORM-enabled UPDATE …
     RETURNING loads its rows through the ORM (about a tenth of a worker's CPU under load)."""
-    runs, versions = _RUNS.c, FlowVersion.__table__.c
+    runs, versions, connections = _RUNS.c, FlowVersion.__table__.c, Connection.__table__
     return (
         runs.id,
         runs.attempts,
@@ -564,6 +570,9 @@ def _claimed_columns() -> tuple[Any, ...]:
         .where(versions.id == runs.flow_version_id)
         .scalar_subquery()
         .label("version_stamp"),
+        # Uncorrelated: evaluated once per claim (an InitPlan), not per row.
+        select(func.count()).select_from(connections).scalar_subquery().label("connections"),
+        select(func.max(connections.c.updated_at)).scalar_subquery().label("connections_updated"),
     )
 
 
@@ -638,8 +647,10 @@ class SqlRunStore:
             .execution_options(synchronize_session=False)
         ).first()
         db.session.commit()
-        _batch[0] += 1
-        return None if row is None else self._claimed(row, now)
+        if row is None:
+            return None
+        _connections_stamp[0] = (row.connections, row.connections_updated)
+        return self._claimed(row, now)
 
     def _claim_queued(self, limit: int, lease_seconds: float, *, crashed: bool) -> list[Any]:
         now = utcnow()
@@ -652,7 +663,8 @@ class SqlRunStore:
             },
         ).all()
         db.session.commit()
-        _batch[0] += 1
+        if rows:
+            _connections_stamp[0] = (rows[0].connections, rows[0].connections_updated)
         return sorted((self._claimed(row, now) for row in rows), key=lambda c: c.run_id)
 
     def claim_batch(

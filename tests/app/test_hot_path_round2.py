@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import delete, event, update
 
 from app import runtime, stores
 from app.extensions import db
@@ -70,9 +70,7 @@ def batches(client, make_user, sink) -> _Batches:
     return _Batches(client, make_user, sink)
 
 
-def test_a_worker_reads_a_connection_once_per_batch_and_again_after_the_next_claim(
-    app, batches, selects
-):
+def test_a_worker_reads_a_connection_again_only_after_a_claim_saw_it_change(app, batches, selects):
     connection_id = _connection(app, rate_limit_per_second=5.0, max_in_flight=2)
     resolver = SqlConnectionResolver(runtime.secret_box(app), per_batch=True)
     batches.next()
@@ -87,6 +85,12 @@ def test_a_worker_reads_a_connection_once_per_batch_and_again_after_the_next_cla
     gate_limits = runtime.delivery_gate(app).limits_for(connection_id)
     assert (gate_limits.rate_per_second, gate_limits.max_in_flight) == (5.0, 2)
     assert selects.count == 1
+    # The next batches, with no connection changed in between: no SELECT either.
+    batches.next()
+    batches.next()
+    assert resolver.resolve(connection_id) == first
+    assert batch_limits(connection_id) == (5.0, 2)
+    assert selects.count == 1
 
     # An edit is seen by the runs of the next batch.
     db.session.execute(
@@ -100,6 +104,15 @@ def test_a_worker_reads_a_connection_once_per_batch_and_again_after_the_next_cla
     assert batch_limits(connection_id) is None  # the new batch has not read it yet
     assert resolver.resolve(connection_id).config["base_url"] == "http://127.0.0.1:10"
     assert batch_limits(connection_id) == (5.0, 7)
+    # So is a connection deleted (the count changes even if no updated_at moved up).
+    other = _connection(app)
+    batches.next()
+    resolver.resolve(other)
+    db.session.execute(delete(Connection).where(Connection.id == other))
+    db.session.commit()
+    batches.next()
+    assert batch_limits(other) is None
+    assert resolver.resolve(other) is None
 
 
 def test_a_batch_reuses_a_row_for_a_bounded_time(app, batches, monkeypatch):
