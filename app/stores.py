@@ -26,8 +26,10 @@ See bench/README.md.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -171,39 +173,97 @@ _RECORD_OUTCOME = (
 )
 
 
+class _ThreadConnection:
+    """One thread's autocommit connection to one database, and when it was last used."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+        self.used_at = time.monotonic()
+
+
+class _ThreadConnections(threading.local):
+    def __init__(self) -> None:
+        self.by_database: dict[str, _ThreadConnection] = {}
+
+
+_thread_connections = _ThreadConnections()
+# Connections a forked child inherited: never used there, and kept referenced so that no
+# finaliser closes them (closing would end the parent's session on the shared socket).
+_inherited: list[_ThreadConnection] = []
+# conninfo by engine (rendering a URL per statement would cost more than the statement).
+_conninfos: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Like the pool's checkout ping (app._ping_idle_connections): a connection idle this long
+# is pinged before use, so that a server restart costs a reconnect, not a failed statement.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _conninfo(engine: Any) -> str:
+    conninfo = _conninfos.get(engine)
+    if conninfo is None:
+        url = engine.url.set(drivername="postgresql")
+        conninfo = _conninfos[engine] = url.render_as_string(hide_password=False)
+    return conninfo
+
+
+def _thread_connection(conninfo: str) -> _ThreadConnection:
+    held = _thread_connections.by_database.get(conninfo)
+    if held is not None and held.pid != os.getpid():
+        _inherited.append(held)
+        held = None
+    if held is not None and not (held.connection.closed or held.connection.broken):
+        if time.monotonic() - held.used_at < PING_AFTER_IDLE_SECONDS:
+            return held
+        try:
+            held.connection.execute("")  # an empty query: one round trip, no parse
+            return held
+        except psycopg.Error:
+            held.connection.close()
+    held = _ThreadConnection(psycopg.connect(conninfo, autocommit=True))
+    _thread_connections.by_database[conninfo] = held
+    return held
+
+
 @contextmanager
 def autocommitted() -> Iterator[Any]:
-    """A psycopg cursor on a pooled connection in autocommit mode (PostgreSQL only), for the
-    hot paths' transactions of one statement: intake's run, a delivery's ``sending`` row.
+    """A psycopg cursor on this thread's own connection in autocommit mode (PostgreSQL
+    only), for the hot paths' transactions of one statement: intake's run, a delivery's
+    ``sending`` row.
 
     The statement commits as it executes: one round trip instead of three (psycopg sends
     BEGIN, the statement and COMMIT separately), and none of SQLAlchemy's per-statement
     work. Client CPU per single-INSERT transaction, measured here: session + commit 420 µs,
-    an AUTOCOMMIT SQLAlchemy connection 230 µs, this 120-140 µs; PostgreSQL's own CPU drops
-    by about a quarter (bench/README.md, round 6). Driver errors are raised as SQLAlchemy's
-    (``IntegrityError``, ``OperationalError``…) so callers handle them as before, and a
-    connection that failed is dropped from the pool rather than handed out again.
+    an AUTOCOMMIT SQLAlchemy connection 230 µs, a pooled connection switched to autocommit
+    120-140 µs; PostgreSQL's own CPU drops by about a quarter (bench/README.md, round 6).
+    The connection is the thread's own, kept in autocommit, not one checked out of the
+    pool and switched back and forth: the checkout, the switches and the return were about
+    5 % of a web or worker process's CPU (round 7). It is pinged after a second idle, like
+    the pool's. Each thread (a gunicorn thread, a worker) holds one per database.
+
+    Driver errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``…) so
+    callers handle them as before, and a connection that failed is closed and replaced
+    rather than used again.
     """
-    pooled = db.engine.raw_connection()
+    conninfo = _conninfo(db.engine)
+    held: _ThreadConnection | None = None
     try:
-        connection = pooled.driver_connection
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                yield cursor
-        finally:
-            if not connection.closed:
-                connection.autocommit = False
+        held = _thread_connection(conninfo)
+        with held.connection.cursor() as cursor:
+            yield cursor
+        held.used_at = time.monotonic()
     except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError) or pooled.driver_connection.closed:
-            pooled.invalidate(exc)
+        if held is not None and (
+            isinstance(exc, psycopg.OperationalError)
+            or held.connection.closed
+            or held.connection.broken
+        ):
+            held.connection.close()
+            _thread_connections.by_database.pop(conninfo, None)
         wrapper = next(
             (_SQLALCHEMY_ERRORS[kind] for kind in type(exc).__mro__ if kind in _SQLALCHEMY_ERRORS),
             sa_exc.DBAPIError,
         )
         raise wrapper(None, None, exc) from exc
-    finally:
-        pooled.close()
 
 
 # psycopg's DB-API error classes → SQLAlchemy's, most specific first in each MRO walk.

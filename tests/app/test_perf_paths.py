@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -320,6 +321,44 @@ def test_driver_errors_surface_as_sqlalchemy_errors_and_drop_a_broken_connection
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
     with autocommitted() as cursor:  # the killed connection was not handed out again
         assert cursor.execute("SELECT 1").fetchone() == (1,)
+
+
+def _backend_pid() -> int:
+    with autocommitted() as cursor:
+        return cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_each_thread_keeps_its_own_autocommit_connection(app):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the driver-level path is PostgreSQL's")
+    mine = _backend_pid()
+    assert _backend_pid() == mine  # kept, not checked out and returned
+
+    def in_another_thread() -> int:
+        with app.app_context():
+            return _backend_pid()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(in_another_thread).result() != mine
+    # Nothing is left in a transaction between statements (autocommit).
+    with db.engine.connect() as other:
+        state = other.execute(
+            text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": mine}
+        ).scalar_one()
+    assert state == "idle"
+
+
+def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(app, monkeypatch):
+    """Like the pool's checkout ping: after a server restart (here, its backend terminated)
+    the next statement runs on a new connection instead of failing."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the driver-level path is PostgreSQL's")
+    first = _backend_pid()
+    with db.engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    monkeypatch.setattr(stores_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # idle long enough
+    second = _backend_pid()
+    assert second != first
 
 
 def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
