@@ -32,12 +32,18 @@ def _compression() -> dict[tuple[str, str], str]:
     return {(table, column): method for table, column, method in rows}
 
 
+def _queued_run(**fields):
+    from app.models import Run
+
+    return Run(trigger_kind="webhook", payload=ORDER, status="queued", **fields)
+
+
 def test_payloads_are_lz4_compressed_and_old_rows_still_read(database_url, tmp_path):
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite does not compress")
     from flask_migrate import downgrade, upgrade
 
-    from app.models import Flow, FlowVersion, Run
+    from app.models import Flow, FlowVersion
 
     with app_on_empty_database(database_url, tmp_path):
         upgrade(directory=MIGRATIONS, revision="0015_drop_prefix_run_indexes")
@@ -45,14 +51,7 @@ def test_payloads_are_lz4_compressed_and_old_rows_still_read(database_url, tmp_p
         db.session.remove()
         flow = Flow(name="f", slug="f")
         version = FlowVersion(flow=flow, number=1, definition={}, content_hash="x")
-        before = Run(
-            flow=flow,
-            version=version,
-            trigger_kind="webhook",
-            payload=ORDER,
-            payload_hash="h1",
-            status="queued",
-        )
+        before = _queued_run(flow=flow, version=version, payload_hash="h1")
         db.session.add(before)
         db.session.commit()
         flow_id, version_id, before_id = flow.id, version.id, before.id
@@ -60,14 +59,7 @@ def test_payloads_are_lz4_compressed_and_old_rows_still_read(database_url, tmp_p
 
         upgrade(directory=MIGRATIONS, revision="heads")
         assert _compression() == {column: "l" for column in COLUMNS}
-        after = Run(
-            flow_id=flow_id,
-            flow_version_id=version_id,
-            trigger_kind="webhook",
-            payload=ORDER,
-            payload_hash="h2",
-            status="queued",
-        )
+        after = _queued_run(flow_id=flow_id, flow_version_id=version_id, payload_hash="h2")
         db.session.add(after)
         db.session.commit()
         methods = dict(
