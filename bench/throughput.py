@@ -236,7 +236,11 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def postgres_cpu_seconds() -> float:
-    """CPU of every local postgres server process (all databases: other users count too)."""
+    """CPU of every local postgres server process (all databases: other users count too).
+
+    Backends that exited are counted too: the postmaster reaps them, so their CPU is in its
+    children's times. Without those, a connection closed during the run (a pool's overflow)
+    took its backend's CPU out of the figure and into "not accounted"."""
     try:
         import psutil
     except ImportError:
@@ -246,7 +250,7 @@ def postgres_cpu_seconds() -> float:
         if proc.info["name"] == "postgres":
             with contextlib.suppress(Exception):
                 times = proc.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
