@@ -667,6 +667,7 @@ class SqlRunStore:
         if len(_claimed_at) > 10_000:  # runs whose execution raised never reach finish
             _claimed_at.clear()
         _claimed_at[row.id] = time.monotonic()
+        _connections_stamp[0] = (row.connections, row.connections_updated)
         definition, slug = self._definition(row.flow_version_id, row.version_stamp)
         age = max(0.0, (now - row.received_at).total_seconds())
         return ClaimedRun(
@@ -707,10 +708,7 @@ class SqlRunStore:
             .execution_options(synchronize_session=False)
         ).first()
         db.session.commit()
-        if row is None:
-            return None
-        _connections_stamp[0] = (row.connections, row.connections_updated)
-        return self._claimed(row, now)
+        return None if row is None else self._claimed(row, now)
 
     def _claim_queued(self, limit: int, lease_seconds: float, *, crashed: bool) -> list[Any]:
         now = utcnow()
@@ -723,8 +721,6 @@ class SqlRunStore:
             },
         ).all()
         db.session.commit()
-        if rows:
-            _connections_stamp[0] = (rows[0].connections, rows[0].connections_updated)
         return sorted((self._claimed(row, now) for row in rows), key=lambda c: c.run_id)
 
     def claim_batch(

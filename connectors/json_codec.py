@@ -81,7 +81,7 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) < 0:
         try:
-            return orjson.loads(data)
+            return orjson.loads(raw)  # bytes already: orjson need not encode the str again
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
