@@ -57,7 +57,7 @@ def test_a_run_arriving_while_the_job_lingers_needs_no_new_job(
 ):
     ctx = live_flow(client, make_user, sink)
     first = post_order(client, ctx)
-    thread = lingering(0.5)
+    thread = lingering(2.0)  # long enough for a slow machine to post the second run
     wait_for(lambda: _statuses([first]) == ["succeeded"], timeout=10, what="the first run")
 
     second = post_order(client, ctx, dict(ORDER, order_number=2))
@@ -65,7 +65,7 @@ def test_a_run_arriving_while_the_job_lingers_needs_no_new_job(
     wait_for(lambda: _statuses([second]) == ["succeeded"], timeout=5, what="the second run")
     assert thread.is_alive()  # executed by the job that lingered
 
-    thread.join(timeout=10)  # ends 0.5 s after its last run
+    thread.join(timeout=10)  # ends 2 s after its last run
     assert not thread.is_alive()
     third = post_order(client, ctx, dict(ORDER, order_number=3))
     assert _jobs(app) == 1  # the marker was cleared: the next arrival enqueues a job
