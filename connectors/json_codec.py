@@ -79,9 +79,15 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     if isinstance(data, memoryview):
         data = bytes(data)
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) < 0:
+    if not may_hold_long_integers(raw):
         try:
             return orjson.loads(raw)  # bytes already: orjson need not encode the str again
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+def may_hold_long_integers(raw: bytes) -> bool:
+    """Whether JSON text holds a run of 19 or more digits: an integer that may not fit 64
+    bits, which orjson would decode as a float (a run inside a string counts too)."""
+    return raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) >= 0
