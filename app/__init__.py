@@ -14,6 +14,7 @@ from flask import Flask
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from app import cli, models, ui  # noqa: F401  (models: registers tables for Alembic)
     from app.api import register_api
+    from app.api.hooks import WebhookIntake
     from app.auth import SessionsExceptWebhooks
     from app.config import load_settings
     from app.errors import register_error_handlers
@@ -38,6 +39,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(flask_app)  # after smorest, so problem+json wins
     flask_app.register_blueprint(ui.bp)
     cli.register(flask_app)
+    # Webhooks are answered in front of Flask's request dispatch (app/api/hooks.py).
+    flask_app.wsgi_app = WebhookIntake(flask_app, flask_app.wsgi_app)  # type: ignore[method-assign]
     return flask_app
 
 

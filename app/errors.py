@@ -52,13 +52,17 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response
     return Response(json.dumps(body), status=status, mimetype="application/problem+json")
 
 
+def service_problem(exc: ServiceError) -> Response:
+    response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+    if exc.status in (429, 503) and "retry_after" in exc.extra:
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        response = problem(exc.status, exc.title, exc.detail, **exc.extra)
-        if exc.status in (429, 503) and "retry_after" in exc.extra:
-            response.headers["Retry-After"] = str(exc.extra["retry_after"])
-        return response
+        return service_problem(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

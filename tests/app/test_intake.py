@@ -215,10 +215,7 @@ def test_same_event_id_posted_concurrently_makes_one_run(client, make_user, sink
     assert run_count() == 1
 
 
-def test_webhook_neither_opens_nor_sets_the_session_cookie(client, hook, app):
-    from flask import session
-    from flask.sessions import NullSession
-
+def test_webhook_neither_opens_nor_sets_the_session_cookie(client, hook, app, monkeypatch):
     from app.services.users import create_user
 
     create_user("ana@example.test", "analyst", "a-long-password")
@@ -226,9 +223,17 @@ def test_webhook_neither_opens_nor_sets_the_session_cookie(client, hook, app):
         "/api/v1/auth/login", json={"email": "ana@example.test", "password": "a-long-password"}
     )
     assert "session=" in login.headers["Set-Cookie"]
-    with client:  # keeps the request context open to look at the session it used
-        accepted = client.post(hook, json=ORDER)
-        assert accepted.status_code == 202
-        assert "Set-Cookie" not in accepted.headers
-        assert isinstance(session._get_current_object(), NullSession)
+    opened: list[str] = []
+    interface = app.session_interface
+    original = interface.open_session
+
+    def counting_open_session(flask_app, request):
+        opened.append(request.path)
+        return original(flask_app, request)
+
+    monkeypatch.setattr(interface, "open_session", counting_open_session)
+    accepted = client.post(hook, json=ORDER)
+    assert accepted.status_code == 202
+    assert "Set-Cookie" not in accepted.headers
+    assert opened == []  # answered in front of Flask's request dispatch: no session at all
     assert client.get("/api/v1/flows").status_code == 200  # the browser's session still works
