@@ -397,3 +397,73 @@ def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
         connection.execute(text("DELETE FROM deliveries"))
     assert "Seq Scan on deliveries" not in plan, plan
     assert "uq_deliveries_run_step" in plan, plan
+
+
+def _deliveries_seen_by_another_connection(step_id: str = "send_oms") -> dict[int, tuple]:
+    with db.engine.connect() as other:
+        rows = other.execute(
+            select(
+                Delivery.run_id,
+                Delivery.status,
+                Delivery.response_code,
+                Delivery.response_excerpt,
+                Delivery.last_error,
+                Delivery.acknowledged_at.is_not(None),
+            ).where(Delivery.step_id == step_id)
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_the_previous_outcome_is_committed_with_the_next_sending_row(client, make_user, sink, app):
+    """One pending outcome (the batch's previous delivery) travels as plain parameters, two
+    or more as a JSON array; either way they are committed before the next send."""
+    ctx = live_flow(client, make_user, sink)
+    runs = [post_order(client, ctx) for _ in range(4)]
+    store, ledger = SqlRunStore(), SqlDeliveryLedger(lease_seconds=60)
+    for run_id in runs:
+        assert store.claim(run_id, lease_seconds=60) is not None
+    ledger.begin(runs[0], "send_oms", "k-0", new=True)
+    ledger.acknowledge(runs[0], "send_oms", SendResult(201, "created #1"))
+    ledger.begin(runs[1], "send_oms", "k-1", new=True)  # carries one outcome
+    seen = _deliveries_seen_by_another_connection()
+    assert seen[runs[0]] == ("acknowledged", 201, "created #1", None, True)
+    assert seen[runs[1]] == ("sending", None, "", None, False)
+    ledger.fail(
+        runs[1],
+        "send_oms",
+        status=DeliveryStatus.RETRYING,
+        error="HTTP 503",
+        response_code=503,
+        response_excerpt="busy",
+    )
+    ledger.begin(runs[2], "send_oms", "k-2", new=True)
+    assert _deliveries_seen_by_another_connection()[runs[1]] == (
+        "retrying",
+        503,
+        "busy",
+        "HTTP 503",
+        False,
+    )
+    # Two outcomes pending at once (a flow with two destinations, say): both written.
+    ledger.acknowledge(runs[2], "send_oms", SendResult(200, "ok 2"))
+    ledger.begin(runs[2], "send_wms", "k-2b", new=True)
+    ledger.acknowledge(runs[2], "send_wms", SendResult(202, "ok 2b"))
+    ledger.fail(
+        runs[1],
+        "send_oms",
+        status=DeliveryStatus.DEAD_LETTERED,
+        error="HTTP 400",
+        response_code=400,
+        response_excerpt="bad",
+    )
+    ledger.begin(runs[3], "send_oms", "k-3", new=True)
+    seen = _deliveries_seen_by_another_connection()
+    assert seen[runs[2]] == ("acknowledged", 200, "ok 2", None, True)
+    assert seen[runs[1]] == ("dead_lettered", 400, "bad", "HTTP 400", False)
+    assert _deliveries_seen_by_another_connection("send_wms")[runs[2]] == (
+        "acknowledged",
+        202,
+        "ok 2b",
+        None,
+        True,
+    )
