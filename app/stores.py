@@ -46,6 +46,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -608,7 +609,9 @@ def _claim_statement(*, crashed: bool) -> Any:
     picked = (
         select(runs.id)
         .where(
-            runs.status == RunStatus.QUEUED.value,
+            # Inline, not a parameter: only then can a prepared statement's generic plan
+            # use the partial index of queued runs (ix_runs_queued_claim, migration 0017).
+            runs.status == literal_column(f"'{RunStatus.QUEUED.value}'"),
             runs.crash_count > 0 if crashed else runs.crash_count == 0,
         )
         .order_by(runs.id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -26,6 +26,16 @@ class Run(db.Model):
         # an index that is the prefix of another one is not kept (migration 0015).
         # Latency windows in /metrics and retention scans.
         Index("ix_runs_finished_at", "finished_at"),
+        # The batch claim's order over queued runs only (migration 0017): a claim reads
+        # its batch, not the whole backlog. The claim writes 'queued' inline so that a
+        # prepared (generic) plan can use this partial index.
+        Index(
+            "ix_runs_queued_claim",
+            "crash_count",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
         # Run ids are part of idempotency keys: SQLite must never reuse one after a delete.
         {"sqlite_autoincrement": True},
     )

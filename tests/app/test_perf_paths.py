@@ -467,3 +467,55 @@ def test_the_previous_outcome_is_committed_with_the_next_sending_row(client, mak
         None,
         True,
     )
+
+
+def test_a_claim_reads_its_batch_not_the_whole_backlog(app):
+    """With 3,000 queued runs, the claim's prepared (generic) plan walks the partial index
+    of queued runs in id order and stops at its batch: no sort of every queued run."""
+    import re
+
+    from sqlalchemy.dialects import postgresql
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    compiled = str(
+        stores_module._claim_statement(crashed=False).compile(dialect=postgresql.dialect())
+    )
+    names: list[str] = []
+
+    def numbered(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", numbered, compiled)
+    values = {
+        "crash_count_1": "0",
+        "claim_limit": "12",
+        "status": "'running'",
+        "attempts_1": "1",
+        "claim_now": "now()::timestamp",
+        "claim_lease_until": "now()::timestamp",
+        "status_1": "'queued'",
+    }
+    with db.engine.begin() as connection:
+        connection.execute(text("SET LOCAL session_replication_role = replica"))  # no FKs
+        connection.execute(
+            text(
+                "INSERT INTO runs (flow_id, flow_version_id, trigger_kind, payload, payload_hash,"
+                " status, received_at, attempts, crash_count, replays)"
+                " SELECT 1, 1, 'webhook', '{}', 'h', CASE WHEN g % 4 = 0 THEN 'queued'"
+                " ELSE 'succeeded' END, now(), 1, 0, 0 FROM generate_series(1, 12000) g"
+            )
+        )
+        connection.execute(text("ANALYZE runs"))
+        connection.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        connection.execute(text(f"PREPARE claim_plan AS {sql}"))
+        arguments = ", ".join(values[name] for name in names)
+        plan = "\n".join(
+            row[0] for row in connection.execute(text(f"EXPLAIN EXECUTE claim_plan({arguments})"))
+        )
+        connection.execute(text("DEALLOCATE claim_plan"))
+        connection.execute(text("DELETE FROM runs"))
+    assert "ix_runs_queued_claim" in plan, plan
+    assert "Sort" not in plan, plan
