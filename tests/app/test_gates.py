@@ -79,6 +79,40 @@ def test_a_healthy_delivery_on_a_clean_connection_costs_one_round_trip(client, m
     assert g.state(5).state == "closed"  # one failure since the reset, threshold 2
 
 
+def test_a_clean_reading_is_reused_briefly_without_a_round_trip(client, monkeypatch):
+    from app import gates
+
+    g = gate(client, threshold=2)
+    assert g.admit(5).clean  # read from Redis, and remembered
+    calls: list[str] = []
+    real_mget = g.redis.mget
+    monkeypatch.setattr(g.redis, "mget", lambda *keys: calls.append("mget") or real_mget(*keys))
+    again = g.admit(5)
+    assert again.allowed and again.clean and calls == []
+    monkeypatch.setattr(gates, "CLEAN_READING_SECONDS", 0.05)
+    assert g.admit(5).allowed and calls == []  # still the reading taken before
+    time.sleep(0.12)
+    assert g.admit(5).allowed and calls == ["mget"]  # too old: read again
+
+
+def test_a_breaker_opened_elsewhere_is_seen_one_delivery_late_at_most(client):
+    mine, other = gate(client, threshold=2, cooldown_seconds=30), gate(client, threshold=2)
+    assert mine.admit(9).clean  # a clean reading, reused for a moment
+    for _ in range(2):
+        other.done(9, other.admit(9), healthy=False)
+    assert other.state(9).state == "open"
+    late = mine.admit(9)
+    assert late.allowed  # within the reuse window: one delivery goes out
+    mine.done(9, late, healthy=False)  # it fails: the reading is forgotten
+    refused = mine.admit(9)
+    assert not refused.allowed and "open" in refused.reason
+
+
+def test_connections_with_limits_read_redis_every_time(client):
+    g = gate(client, GateLimits(rate_per_second=2))
+    assert [g.admit(4).allowed for _ in range(3)] == [True, True, False]
+
+
 def test_concurrency_limit_is_shared_and_released(client):
     first, second = (
         gate(client, GateLimits(max_in_flight=2)),
