@@ -340,7 +340,7 @@ _RECORD_RUN_PG = """
         RETURNING id
     ), new_keys AS (
         INSERT INTO run_keys (run_id, value)
-        SELECT new_run.id, unnest(%(values)s::varchar[]) FROM new_run
+        SELECT new_run.id, jsonb_array_elements_text(%(values)s::jsonb) FROM new_run
     )
     SELECT id FROM new_run
 """
@@ -612,7 +612,10 @@ def record_run(
             # One statement; on its own it commits as it executes (see autocommitted).
             if payload_text is None:
                 payload_text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-            params = {**row, "payload": payload_text, "values": keys, "check_live": check_live}
+            # The keys as one JSON text: psycopg adapts a list of str element by element
+            # (about 25 µs a message for ten keys, against 5 µs for orjson and a str).
+            values = json_codec.dumps_text(keys)
+            params = {**row, "payload": payload_text, "values": values, "check_live": check_live}
             if own_transaction:
                 with autocommitted() as cursor:
                     found = cursor.execute(_RECORD_RUN_PG, params).fetchone()

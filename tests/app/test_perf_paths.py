@@ -519,3 +519,19 @@ def test_a_claim_reads_its_batch_not_the_whole_backlog(app):
         connection.execute(text("DELETE FROM runs"))
     assert "ix_runs_queued_claim" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def test_search_keys_with_quotes_backslashes_and_emoji_are_stored_as_extracted(
+    client, make_user, sink, app
+):
+    """PostgreSQL's intake sends the keys as one JSON array text: each comes back exactly."""
+    from app.models import RunKey
+    from app.services import search_keys
+
+    ctx = live_flow(client, make_user, sink)
+    message = dict(ORDER, email='ana"o\\connor@example.test', sku="SKU-ü😀-1", order_number="#42")
+    run_id = post_order(client, ctx, message)
+    stored = set(db.session.execute(select(RunKey.value).where(RunKey.run_id == run_id)).scalars())
+    expected = set(search_keys.extract(message, run_row(run_id).business_key))
+    assert stored == expected
+    assert {"SKU-ü😀-1", 'ana"o\\connor@example.test', "#42"} <= stored
