@@ -108,7 +108,7 @@ class RedisDeliveryGate:
         if clean_until is not None:
             if time.monotonic() < clean_until:
                 return Admission(True, clean=True)
-            del self._clean_until[connection_id]
+            self._clean_until.pop(connection_id, None)  # (threads may share this gate)
         now = time.time()
         # One round trip for both: a connection with no failure counted and a closed breaker
         # is ``clean``, and its healthy ``done`` then resets nothing (see ``done``).
