@@ -361,6 +361,12 @@ def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(app, mon
     assert second != first
 
 
+def _insert_without_foreign_keys(connection, sql: str) -> None:
+    """Bulk rows for a plan check, in this transaction, without their parent rows."""
+    connection.execute(text("SET LOCAL session_replication_role = replica"))
+    connection.execute(text(sql))
+
+
 def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
     """``jsonb_to_recordset`` is planned as 100 rows: without ``run_id = ANY(…)`` PostgreSQL
     hash-joins it against a sequential scan of ``deliveries`` (3.4 ms at 20,000 rows, per
@@ -368,13 +374,11 @@ def test_the_outcome_update_uses_the_index_not_a_scan_of_every_delivery(app):
     if db.engine.dialect.name != "postgresql":
         pytest.skip("a PostgreSQL plan")
     with db.engine.begin() as connection:
-        connection.execute(text("SET LOCAL session_replication_role = replica"))  # no FKs
-        connection.execute(
-            text(
-                "INSERT INTO deliveries (run_id, step_id, idempotency_key, status, attempts,"
-                " response_excerpt, created_at, updated_at) SELECT g, 'send', 'k' || g,"
-                " 'acknowledged', 1, '', now(), now() FROM generate_series(1, 5000) g"
-            )
+        _insert_without_foreign_keys(
+            connection,
+            "INSERT INTO deliveries (run_id, step_id, idempotency_key, status, attempts,"
+            " response_excerpt, created_at, updated_at) SELECT g, 'send', 'k' || g,"
+            " 'acknowledged', 1, '', now(), now() FROM generate_series(1, 5000) g",
         )
         connection.execute(text("ANALYZE deliveries"))
         sql = _OUTCOMES_PG.format(outcomes=":outcomes", run_ids="CAST(:ids AS integer[])")
@@ -414,6 +418,17 @@ def _deliveries_seen_by_another_connection(step_id: str = "send_oms") -> dict[in
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
+def _fail(ledger, run_id: int, status: DeliveryStatus, code: int, excerpt: str) -> None:
+    ledger.fail(
+        run_id,
+        "send_oms",
+        status=status,
+        error=f"HTTP {code}",
+        response_code=code,
+        response_excerpt=excerpt,
+    )
+
+
 def test_the_previous_outcome_is_committed_with_the_next_sending_row(client, make_user, sink, app):
     """One pending outcome (the batch's previous delivery) travels as plain parameters, two
     or more as a JSON array; either way they are committed before the next send."""
@@ -428,14 +443,7 @@ def test_the_previous_outcome_is_committed_with_the_next_sending_row(client, mak
     seen = _deliveries_seen_by_another_connection()
     assert seen[runs[0]] == ("acknowledged", 201, "created #1", None, True)
     assert seen[runs[1]] == ("sending", None, "", None, False)
-    ledger.fail(
-        runs[1],
-        "send_oms",
-        status=DeliveryStatus.RETRYING,
-        error="HTTP 503",
-        response_code=503,
-        response_excerpt="busy",
-    )
+    _fail(ledger, runs[1], DeliveryStatus.RETRYING, 503, "busy")
     ledger.begin(runs[2], "send_oms", "k-2", new=True)
     assert _deliveries_seen_by_another_connection()[runs[1]] == (
         "retrying",
@@ -448,14 +456,7 @@ def test_the_previous_outcome_is_committed_with_the_next_sending_row(client, mak
     ledger.acknowledge(runs[2], "send_oms", SendResult(200, "ok 2"))
     ledger.begin(runs[2], "send_wms", "k-2b", new=True)
     ledger.acknowledge(runs[2], "send_wms", SendResult(202, "ok 2b"))
-    ledger.fail(
-        runs[1],
-        "send_oms",
-        status=DeliveryStatus.DEAD_LETTERED,
-        error="HTTP 400",
-        response_code=400,
-        response_excerpt="bad",
-    )
+    _fail(ledger, runs[1], DeliveryStatus.DEAD_LETTERED, 400, "bad")
     ledger.begin(runs[3], "send_oms", "k-3", new=True)
     seen = _deliveries_seen_by_another_connection()
     assert seen[runs[2]] == ("acknowledged", 200, "ok 2", None, True)
@@ -499,14 +500,12 @@ def test_a_claim_reads_its_batch_not_the_whole_backlog(app):
         "status_1": "'queued'",
     }
     with db.engine.begin() as connection:
-        connection.execute(text("SET LOCAL session_replication_role = replica"))  # no FKs
-        connection.execute(
-            text(
-                "INSERT INTO runs (flow_id, flow_version_id, trigger_kind, payload, payload_hash,"
-                " status, received_at, attempts, crash_count, replays)"
-                " SELECT 1, 1, 'webhook', '{}', 'h', CASE WHEN g % 4 = 0 THEN 'queued'"
-                " ELSE 'succeeded' END, now(), 1, 0, 0 FROM generate_series(1, 12000) g"
-            )
+        _insert_without_foreign_keys(
+            connection,
+            "INSERT INTO runs (flow_id, flow_version_id, trigger_kind, payload, payload_hash,"
+            " status, received_at, attempts, crash_count, replays)"
+            " SELECT 1, 1, 'webhook', '{}', 'h', CASE WHEN g % 4 = 0 THEN 'queued'"
+            " ELSE 'succeeded' END, now(), 1, 0, 0 FROM generate_series(1, 12000) g",
         )
         connection.execute(text("ANALYZE runs"))
         connection.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
