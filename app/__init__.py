@@ -15,7 +15,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from app import cli, models, ui  # noqa: F401  (models: registers tables for Alembic)
     from app.api import register_api
     from app.api.hooks import WebhookIntake
-    from app.auth import SessionsExceptWebhooks
     from app.config import load_settings
     from app.errors import register_error_handlers
     from app.extensions import csrf, db, login_manager, migrate
@@ -26,7 +25,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
     flask_app.config.update(settings)
     flask_app.json.sort_keys = False  # mapped output keeps the order the analyst wrote
-    flask_app.session_interface = SessionsExceptWebhooks()
 
     db.init_app(flask_app)
     with flask_app.app_context():
@@ -39,7 +37,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(flask_app)  # after smorest, so problem+json wins
     flask_app.register_blueprint(ui.bp)
     cli.register(flask_app)
-    # Webhooks are answered in front of Flask's request dispatch (app/api/hooks.py).
+    # Webhooks are answered in front of Flask's request dispatch (app/api/hooks.py): no
+    # request context, URL matching or session for them.
     flask_app.wsgi_app = WebhookIntake(flask_app, flask_app.wsgi_app)  # type: ignore[method-assign]
     return flask_app
 

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Request, g, request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask import g, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -25,21 +24,6 @@ from app.models._types import utcnow
 
 TOKEN_PREFIX = "fgt_"
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class SessionsExceptWebhooks(SecureCookieSessionInterface):
-    """The signed-cookie session, not opened for webhook intake (``/hooks/…``).
-
-    A webhook sender has no session and nothing in intake reads one, yet opening it (and
-    Flask's save check after the response) was about 4 % of a webhook's CPU (py-spy,
-    bench/README.md round 7). With no session opened Flask uses a ``NullSession``, which it
-    never saves and which refuses writes, so no cookie is ever set on a webhook's answer.
-    """
-
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
-        if request.path.startswith("/hooks/"):
-            return None
-        return super().open_session(app, request)
 
 
 class Unauthorized(ServiceError):

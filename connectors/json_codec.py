@@ -79,15 +79,23 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     if isinstance(data, memoryview):
         data = bytes(data)
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if not may_hold_long_integers(raw):
-        try:
-            return orjson.loads(raw)  # bytes already: orjson need not encode the str again
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+    value = loads_if_exact(raw)  # bytes already: orjson need not encode the str again
+    return json.loads(data) if value is NOT_EXACT else value
 
 
-def may_hold_long_integers(raw: bytes) -> bool:
-    """Whether JSON text holds a run of 19 or more digits: an integer that may not fit 64
-    bits, which orjson would decode as a float (a run inside a string counts too)."""
-    return raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) >= 0
+# What ``loads_if_exact`` returns when only ``json`` can say what the text holds.
+NOT_EXACT: Any = object()
+
+
+def loads_if_exact(raw: bytes) -> Any:
+    """orjson's reading of ``raw`` where it is ``json.loads``'s, else ``NOT_EXACT``: for text
+    orjson refuses (a byte-order mark, NaN, a lone surrogate…: ``json`` accepts some of them
+    or words the error its own way), and for text with a run of 19 or more digits, an
+    integer that may not fit 64 bits, which orjson would decode as a float (a run inside a
+    string counts too). A repeated key keeps its last value in both."""
+    if raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) >= 0:
+        return NOT_EXACT
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return NOT_EXACT
