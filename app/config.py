@@ -111,7 +111,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # JSONata runs in killable child processes (flows.sandbox): per-evaluation time limit
         # (hard kill 250 ms later), address-space cap per child, children per process.
         "FLOWGATE_MAPPING_TIMEOUT_MS": int(env.get("FLOWGATE_MAPPING_TIMEOUT_MS") or 1000),
-        "FLOWGATE_MAPPING_MEMORY_MB": int(env.get("FLOWGATE_MAPPING_MEMORY_MB") or 512),
+        "FLOWGATE_MAPPING_MEMORY_MB": int(env.get("FLOWGATE_MAPPING_MEMORY_MB") or 256),
         "FLOWGATE_MAPPING_POOL_SIZE": int(env.get("FLOWGATE_MAPPING_POOL_SIZE") or 2),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

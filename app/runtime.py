@@ -13,7 +13,7 @@ from app.crypto import SecretBox
 from connectors.egress import EgressPolicy, guarded_session
 from connectors.registry import ConnectorRegistry, load_registry
 from flows.mapping import Limits
-from flows.sandbox import SandboxedEvaluator, shared_evaluator
+from flows.sandbox import DEFAULT_MEMORY_MB, SandboxedEvaluator, shared_evaluator
 
 
 def _cached(app: Flask, name: str, build: Any) -> Any:
@@ -60,7 +60,7 @@ def mapping_evaluator(app: Flask | None = None) -> SandboxedEvaluator:
         "mapping_evaluator",
         lambda: shared_evaluator(
             Limits(timeout_ms=app.config.get("FLOWGATE_MAPPING_TIMEOUT_MS", 1000)),
-            memory_mb=app.config.get("FLOWGATE_MAPPING_MEMORY_MB", 512),
+            memory_mb=app.config.get("FLOWGATE_MAPPING_MEMORY_MB", DEFAULT_MEMORY_MB),
             pool_size=app.config.get("FLOWGATE_MAPPING_POOL_SIZE", 2),
         ),
     )

@@ -10,7 +10,7 @@ and ``mapping.evaluate_condition`` in long-lived child processes instead:
   cooperative timeout fires first for ordinary loops); past that it SIGKILLs the child.
   As a backstop the child arms ``ITIMER_REAL`` around each evaluation with SIGALRM at its
   default action (terminate), so even an orphaned child cannot spin forever.
-* **Memory.** The child runs under ``RLIMIT_AS`` (``memory_mb``, 512 by default): a huge
+* **Memory.** The child runs under ``RLIMIT_AS`` (``memory_mb``, 256 by default): a huge
   ``$pad`` fails there with MemoryError and the parent's RSS does not move.
 * **Depth and output size** are ``flows.mapping``'s (``Limits.max_depth``, Python's
   RecursionError, ``Limits.max_output_bytes``); a crash of the child (C stack overflow) is
@@ -85,7 +85,7 @@ from flows.mapping import Limits, MappingError
 log = logging.getLogger(__name__)
 
 RESOURCE_LIMIT = "resource_limit"
-DEFAULT_MEMORY_MB = 512
+DEFAULT_MEMORY_MB = 256  # $pad("", 2e8, "x") (200 MB) fits under 512 and ran to the end
 DEFAULT_POOL_SIZE = 2
 DEFAULT_GRACE_MS = 250
 STARTUP_TIMEOUT_S = 20.0  # a cold interpreter on a busy CI machine can take seconds
