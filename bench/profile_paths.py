@@ -88,6 +88,33 @@ class SqlCounter:
     def _checkout(self, *args: Any) -> None:
         self.checkouts += 1
 
+    def count_driver_statements(self, modules: list[Any]) -> None:
+        """Also count the statements of PostgreSQL's hot path, which runs at the driver
+        (``app.stores.autocommitted``) and so never reaches the engine's events: each
+        statement there is its own transaction, so it counts as a statement and a commit."""
+        original = modules[0].autocommitted
+        counter = self
+
+        class CountingCursor:
+            def __init__(self, cursor: Any) -> None:
+                self._cursor = cursor
+
+            def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+                counter._statement(None, None, str(statement), None, None, False)
+                counter._commit(None)
+                return self._cursor.execute(statement, *args, **kwargs)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._cursor, name)
+
+        @contextlib.contextmanager
+        def counted() -> Any:
+            with original() as cursor:
+                yield CountingCursor(cursor)
+
+        for module in modules:
+            module.autocommitted = counted
+
     def reset(self) -> None:
         self.statements.clear()
         self.commits = self.checkouts = 0
@@ -183,11 +210,12 @@ def _run(args: argparse.Namespace, db_url: str, tmp: Path, queue_name: str) -> i
     from rq.serializers import JSONSerializer
     from throughput import bench_contract, flow_definition
 
-    from app import create_app
+    from app import create_app, stores
     from app.auth import issue_token
     from app.extensions import db
     from app.queues import run_queue
     from app.redis_conn import get_redis
+    from app.services import intake
     from app.services.users import create_user
     from app.worker import configure_engine
     from tests.support.sink import Sink
@@ -257,6 +285,7 @@ def _run(args: argparse.Namespace, db_url: str, tmp: Path, queue_name: str) -> i
         with app.app_context():
             engine = db.engine
         counter = SqlCounter(engine)
+        counter.count_driver_statements([stores, intake])
         configure_engine(app)
 
         def post(count: int) -> None:
