@@ -7,10 +7,19 @@ it. ``make run`` starts it once in the launcher and passes its URL to every proc
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import redis
 from flask import Flask
+
+log = logging.getLogger(__name__)
+
+# The only policy under which Redis refuses a write instead of deleting keys to make room.
+# Any other one may evict, when memory fills up, the keys that are not recoverable from SQL:
+# the breakers' states, the connections' in-flight and rate counters, the wake markers
+# (queued runs would then wait for the sweep) and RQ's own registries.
+SAFE_EVICTION_POLICY = "noeviction"
 
 
 def start_embedded_redis(instance_path: str | Path) -> tuple[object, str]:
@@ -41,3 +50,37 @@ def get_redis(app: Flask) -> redis.Redis:
         )
         app.extensions["flowgate.redis"] = client
     return client
+
+
+def eviction_policy_problem(client: redis.Redis) -> str | None:
+    """What is unsafe about the server's ``maxmemory-policy``, or None when it is
+    ``noeviction`` (or cannot be read: managed services often rename CONFIG; that is
+    said in the log, not treated as a problem)."""
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except redis.ResponseError as exc:
+        log.info("redis.eviction_policy_unreadable error=%s", exc)
+        return None
+    raw = reply.get("maxmemory-policy", reply.get(b"maxmemory-policy"))
+    policy = raw.decode() if isinstance(raw, bytes) else raw
+    if policy is None or policy == SAFE_EVICTION_POLICY:
+        return None
+    return (
+        f"Redis maxmemory-policy is {policy}: when its memory fills up Redis deletes keys "
+        "(circuit breakers, rate limits, queued jobs) instead of refusing writes; set "
+        f"maxmemory-policy {SAFE_EVICTION_POLICY}"
+    )
+
+
+def warn_on_unsafe_eviction_policy(app: Flask) -> str | None:
+    """The start-up check of a worker, the scheduler and ``make run``: logged as an error
+    (the process still starts: runs are kept in SQL and the sweep re-enqueues what Redis
+    lost, but limits and breakers would be reset)."""
+    try:
+        problem = eviction_policy_problem(get_redis(app))
+    except redis.RedisError as exc:  # Redis down at start-up is reported elsewhere
+        log.warning("redis.eviction_policy_unchecked error=%s", exc.__class__.__name__)
+        return None
+    if problem:
+        log.error("redis.eviction_policy_unsafe %s", problem)
+    return problem

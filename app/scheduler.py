@@ -21,6 +21,7 @@ from app import create_app
 from app.extensions import db
 from app.logging_setup import configure_logging
 from app.queues import run_queue
+from app.redis_conn import warn_on_unsafe_eviction_policy
 from app.services import alerts, outbox, reconciliation, retention, rollup
 from app.services.polling import fire_due_polls
 from app.services.sweep import sweep
@@ -76,6 +77,7 @@ def beat(app: Flask) -> None:
 def main() -> None:
     configure_logging()  # FLOWGATE_LOG_FORMAT (json by default) and FLOWGATE_LOG_LEVEL
     app = create_app()
+    warn_on_unsafe_eviction_policy(app)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
