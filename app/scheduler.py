@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
+import redis
 from flask import Flask
 from rq.registry import StartedJobRegistry
 
@@ -61,17 +63,56 @@ def chores(app: Flask, now: datetime) -> list[tuple[str, Callable[[], object]]]:
     ]
 
 
+class _OutageLog:
+    """Redis being away is one fact, not three tracebacks a second: said once when it is
+    first seen, then every ``every`` seconds while it lasts, and once when it is over."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self.since: float | None = None
+        self.said_at = 0.0
+
+    def failed(self, chore: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        first = self.since is None
+        if first:
+            self.since = now
+        if first or now - self.said_at >= self.every:
+            self.said_at = now
+            log.error(
+                "scheduler.redis_unavailable chore=%s error=%s down_for=%.0fs",
+                chore,
+                exc,
+                now - self.since,
+            )
+
+    def beat_ok(self) -> None:
+        if self.since is not None:
+            log.info("scheduler.redis_back down_for=%.0fs", time.monotonic() - self.since)
+            self.since = None
+
+
+_redis_outage = _OutageLog()
+
+
 def beat(app: Flask) -> None:
     with app.app_context():
+        redis_failed = False
         try:
             for name, chore in chores(app, scheduler_now(app)):
                 try:
                     chore()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    redis_failed = True
+                    _redis_outage.failed(name, exc)
+                    db.session.rollback()
                 except Exception:  # keep beating: one failing chore must not stop recovery
                     log.exception("scheduler.%s_failed", name)
                     db.session.rollback()
         finally:
             db.session.remove()
+        if not redis_failed:
+            _redis_outage.beat_ok()
 
 
 def main() -> None:

@@ -34,3 +34,24 @@ def test_the_chores_run_in_order():
     names = [name for name, _ in scheduler.chores(None, None)]  # type: ignore[arg-type]
     assert names.index("schedules") < names.index("sweep") < names.index("alerts")
     assert {"polls", "outbox", "rollup", "retention"} <= set(names)
+
+
+def test_a_redis_outage_is_said_once_without_tracebacks_and_its_end_is_said(
+    app, monkeypatch, caplog
+):
+    monkeypatch.setattr(scheduler, "_redis_outage", scheduler._OutageLog(every=30))
+    working_url = app.config["FLOWGATE_REDIS_URL"]
+    app.config["FLOWGATE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    app.extensions.pop("flowgate.redis", None)
+    with caplog.at_level(logging.INFO, logger="flowgate.scheduler"):
+        for _ in range(3):
+            scheduler.beat(app)
+        down = [r for r in caplog.records if "redis_unavailable" in r.getMessage()]
+        assert len(down) == 1 and down[0].exc_info is None  # not 3 beats × chores tracebacks
+        assert not [r for r in caplog.records if r.getMessage().endswith("_failed")]
+
+        app.config["FLOWGATE_REDIS_URL"] = working_url
+        app.extensions.pop("flowgate.redis", None)
+        scheduler.beat(app)
+        scheduler.beat(app)
+    assert len([r for r in caplog.records if "scheduler.redis_back" in r.getMessage()]) == 1
