@@ -24,12 +24,17 @@ NON_BEHAVIOURAL_KEYS = frozenset({"layout", "samples", "tests"})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Per-destination retry policy; the defaults are what analysts see in the editor."""
+    """Per-destination retry policy; the defaults are what analysts see in the editor.
+
+    A throttled answer (HTTP 429) is not a failure: it waits for the destination's
+    Retry-After (uncapped by ``max_backoff_seconds``) and does not count toward
+    ``max_attempts``; only ``max_age_seconds`` bounds it (``flows.engine``)."""
 
     max_attempts: int = 5
     backoff_seconds: float = 2.0
     max_backoff_seconds: float = 300.0
-    # No retry is scheduled past this age of the message: it is dead-lettered instead.
+    # No retry is scheduled past this age of the message: it is dead-lettered instead. It
+    # always has a value (the schema allows 1 s to 30 days), so throttling always ends.
     max_age_seconds: float = 86400.0
 
     @classmethod

@@ -47,6 +47,21 @@ def backoff_seconds(policy: RetryPolicy, attempt: int, rng: random.Random | None
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+def throttled_delay(
+    policy: RetryPolicy, attempt: int, hinted: float | None, age_seconds: float
+) -> float:
+    """How long a delivery answered with 429 waits: at least its Retry-After (``hinted``,
+    not capped by ``max_backoff_seconds``: the destination said when), else the backoff.
+
+    A throttled attempt is given back, so it does not grow the backoff; the time the
+    message has waited does: a destination throttling without a Retry-After is asked less
+    and less often (about doubling, up to ``max_backoff_seconds``)."""
+    delay = backoff_seconds(policy, attempt)
+    if hinted:
+        return max(delay, float(hinted))
+    return max(delay, min(age_seconds, policy.max_backoff_seconds))
+
+
 @dataclass
 class _Outcome:
     """What one walk produced, folded into a RunResult at the end."""
@@ -288,7 +303,8 @@ class FlowRunner:
             sent = connector.send(ctx, message, idempotency_key=key)
             healthy = True
         except ConnectorError as exc:
-            healthy = not exc.retryable  # a 4xx is an answer: the destination is up
+            # A 4xx is an answer and a 429 a request to slow down: the destination is up.
+            healthy = not exc.retryable or _is_throttled(exc)
             exc = _unless_ambiguous(connector, exc)
             trial = admission is not None and admission.trial
             return self._delivery_failed(run_id, step, message, attempt, exc, outcome, trial=trial)
@@ -375,6 +391,8 @@ class FlowRunner:
         *,
         trial: bool = False,
     ) -> tuple[StepResult, bool, Any]:
+        if _is_throttled(exc):  # even as a breaker trial: a 429 is healthy, it closes it
+            return self._delivery_throttled(run_id, step, message, attempt, exc, outcome)
         if trial and exc.retryable:
             return self._trial_failed(run_id, step, message, attempt, exc, outcome)
         delay = backoff_seconds(step.retry, attempt)
@@ -411,6 +429,59 @@ class FlowRunner:
         outcome.failures.append(f"step '{step.id}': {why}: {exc.message}")
         return _failed(step, message, error), False, None
 
+    def _delivery_throttled(
+        self,
+        run_id: int,
+        step: Step,
+        message: Any,
+        attempt: int,
+        exc: ConnectorError,
+        outcome: _Outcome,
+    ) -> tuple[StepResult, bool, Any]:
+        """The destination answered 429: it is up and asks us to slow down. The delivery
+        waits as long as it asks (its Retry-After, else the backoff), and the wait is bounded
+        by the policy's max age, not by ``max_attempts``: the attempt stays recorded (its
+        429 and error) but is given back, like a failed breaker trial's."""
+        policy = step.retry
+        hinted = getattr(exc, "retry_after_seconds", None)
+        delay = throttled_delay(policy, attempt, hinted, outcome.age_seconds)
+        left = policy.max_age_seconds - outcome.age_seconds
+        retry = delay <= left
+        # A dead letter keeps its attempt counted: the ledger shows the try that ended it.
+        status = DeliveryStatus.RETRYING if retry else DeliveryStatus.DEAD_LETTERED
+        self._record_failure(run_id, step, exc, status, uncounted=retry)
+        error: dict[str, Any] = {
+            "code": "throttled",
+            "message": exc.message,
+            "attempt": attempt,
+            "status_code": exc.status_code,
+        }
+        if hinted:
+            error["retry_after_seconds"] = float(hinted)
+        log.info(
+            "run.delivery_throttled run_id=%s step=%s attempt=%s retry=%s retry_in=%.1f",
+            run_id,
+            step.id,
+            attempt,
+            retry,
+            delay,
+        )
+        if retry:
+            outcome.retry_delays.append(delay)
+            outcome.waiting.append(
+                f"step '{step.id}': throttled by the destination (HTTP 429): next try in"
+                f" {delay:.0f} s, not counted as an attempt"
+            )
+            return StepResult(step.id, StepStatus.RETRYING, message, None, error), False, None
+        max_age = policy.max_age_seconds
+        why = f"destination kept throttling (HTTP 429) past the max age of {max_age:g} s"
+        if hinted and float(hinted) > left:
+            why += f": it asked to wait {float(hinted):.0f} s with {max(left, 0):.0f} s left"
+        else:
+            why += f": the next try would be at age {outcome.age_seconds + delay:.0f} s"
+        outcome.failures.append(f"step '{step.id}': {why}")
+        return _failed(step, message, {**error, "message": why}), False, None
+
     def _connector_for(self, step: Step) -> tuple[Destination, ConnectorContext]:
         connector = self.registry.create(step.connector or "")
         if not isinstance(connector, Destination):
@@ -434,11 +505,17 @@ class FlowRunner:
 
 
 AMBIGUOUS_DELIVERY = "ambiguous_delivery"
+HTTP_TOO_MANY_REQUESTS = 429
 
 
 class AmbiguousDelivery(ConnectorError):
     """A destination without idempotency failed after the message may have been sent: not
     retried blindly (it could arrive twice); the run is dead-lettered for the operator."""
+
+
+def _is_throttled(exc: ConnectorError) -> bool:
+    """A 429 answer: the destination is rate limiting, not failing."""
+    return exc.retryable and exc.status_code == HTTP_TOO_MANY_REQUESTS
 
 
 def _unless_ambiguous(connector: Destination, exc: ConnectorError) -> ConnectorError:

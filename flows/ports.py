@@ -75,7 +75,8 @@ class DeliveryLedger(Protocol):
         response_excerpt: str,
         uncounted: bool = False,
     ) -> None:
-        """``uncounted``: take back the attempt ``begin`` counted (a failed breaker trial)."""
+        """``uncounted``: take back the attempt ``begin`` counted (a failed breaker trial, or a
+        throttled answer: HTTP 429 waits for its Retry-After without using the retry budget)."""
 
 
 class RunStore(Protocol):

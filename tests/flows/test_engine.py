@@ -277,3 +277,187 @@ def test_no_retry_past_the_max_age():
     )
     result = r.run(1, one, {}, age_seconds=59.5)
     assert result.status == RunStatus.DEAD_LETTERED and "max age" in result.reason
+
+
+# --- Reliability case 11: a destination answering 429 (throttling) ---
+
+
+class OpenGate:
+    """A closed breaker letting everything through; records what ``done`` was told."""
+
+    def __init__(self, *, trial: bool = False) -> None:
+        self.trial = trial
+        self.done_calls: list[bool] = []
+
+    def admit(self, connection_id):
+        from flows.ports import Admission
+
+        return Admission(True, trial=self.trial)
+
+    def done(self, connection_id, admission, *, healthy):
+        self.done_calls.append(healthy)
+
+
+def throttled(retry_after: float | None = None) -> RetryableConnectorError:
+    return RetryableConnectorError(
+        "destination answered HTTP 429; the delivery can be retried",
+        status_code=429,
+        retry_after_seconds=retry_after,
+    )
+
+
+def throttling_runner(gate=None) -> tuple[FlowRunner, UncountingLedger]:
+    ledger = UncountingLedger()
+    r = runner(ledger)
+    r.gate = gate or OpenGate()
+    r.connections = type(
+        "OneConnection", (), {"resolve": lambda self, cid: ResolvedConnection("recorder", {}, {})}
+    )()
+    return r, ledger
+
+
+def one_delivery(**retry: Any) -> FlowDefinition:
+    return flow(
+        {
+            "id": "d",
+            "type": "deliver",
+            "connector": "recorder",
+            "connection_id": 4,
+            "retry": {"max_attempts": 3, **retry},
+        },
+        edges=[("trigger", "d")],
+    )
+
+
+def test_429_waits_its_retry_after_without_using_an_attempt_or_feeding_the_breaker():
+    r, ledger = throttling_runner()
+    FAILURES.append(throttled(retry_after=120))
+    result = r.run(1, one_delivery(), {})
+    assert result.status == RunStatus.RETRYING
+    assert result.retry_in_seconds is not None and result.retry_in_seconds >= 120
+    assert "throttled" in result.reason and "not counted" in result.reason
+    step = result.steps[0]
+    assert step.status == StepStatus.RETRYING
+    assert step.error["code"] == "throttled" and step.error["status_code"] == 429
+    assert step.error["retry_after_seconds"] == 120
+    # Recorded (the ledger row holds the 429), then given back: the budget is untouched.
+    assert ledger.get(1, "d") == DeliveryRecord(DeliveryStatus.RETRYING, 0)
+    assert r.gate.done_calls == [True]  # the destination answered: not a breaker failure
+
+
+def test_a_long_retry_after_is_not_capped_by_max_backoff():
+    r, _ = throttling_runner()
+    FAILURES.append(throttled(retry_after=900))
+    result = r.run(1, one_delivery(max_backoff_seconds=60), {})
+    assert result.status == RunStatus.RETRYING and result.retry_in_seconds >= 900
+
+
+def test_a_503_with_retry_after_still_uses_an_attempt_and_feeds_the_breaker():
+    r, ledger = throttling_runner()
+    FAILURES.append(RetryableConnectorError("503", status_code=503, retry_after_seconds=120))
+    result = r.run(1, one_delivery(max_backoff_seconds=60), {})
+    assert result.status == RunStatus.RETRYING and 60 >= result.retry_in_seconds >= 30
+    assert ledger.get(1, "d").attempts == 1 and r.gate.done_calls == [False]
+
+
+def test_many_429s_beyond_max_attempts_are_not_dead_lettered_within_the_max_age():
+    r, ledger = throttling_runner()
+    definition = one_delivery()  # max_attempts 3
+    age = 0.0
+    for _ in range(10):
+        FAILURES.append(throttled(retry_after=60))
+        result = r.run(1, definition, {}, age_seconds=age)
+        assert result.status == RunStatus.RETRYING, result.reason
+        age += result.retry_in_seconds
+    assert ledger.get(1, "d").attempts == 0 and r.gate.done_calls == [True] * 10
+    # The budget is whole: three ordinary failures still get their three attempts.
+    for expected in (RunStatus.RETRYING, RunStatus.RETRYING, RunStatus.DEAD_LETTERED):
+        FAILURES.append(RetryableConnectorError("503", status_code=503))
+        assert r.run(1, definition, {}, age_seconds=age).status == expected
+    assert ledger.get(1, "d").attempts == 3
+
+
+def test_429s_then_success_delivers_once():
+    r, ledger = throttling_runner()
+    definition = one_delivery()
+    for _ in range(5):
+        FAILURES.append(throttled(retry_after=1))
+        assert r.run(1, definition, {}).status == RunStatus.RETRYING
+    result = r.run(1, definition, {})
+    assert result.status == RunStatus.SUCCEEDED and len(RECEIVED) == 1
+    assert ledger.get(1, "d").status == DeliveryStatus.ACKNOWLEDGED
+
+
+def test_a_destination_throttling_past_the_max_age_dead_letters_saying_so():
+    r, ledger = throttling_runner()
+    definition = one_delivery(max_age_seconds=3600)
+    age, results = 0.0, []
+    while not results or results[-1].status == RunStatus.RETRYING:
+        FAILURES.append(throttled(retry_after=500))
+        results.append(r.run(1, definition, {}, age_seconds=age))
+        age += results[-1].retry_in_seconds or 0
+    assert len(results) == 8 and age <= 3600  # 7 waits of 500 s fit, the 8th does not
+    assert results[-1].status == RunStatus.DEAD_LETTERED
+    assert "destination kept throttling (HTTP 429) past the max age of 3600 s" in (
+        results[-1].reason
+    )
+    assert ledger.get(1, "d") == DeliveryRecord(DeliveryStatus.DEAD_LETTERED, 1)
+
+
+def test_429_past_the_max_age_dead_letters_saying_it_was_throttled():
+    r, ledger = throttling_runner()
+    FAILURES.append(throttled())  # no Retry-After: the backoff, which passes the max age
+    result = r.run(1, one_delivery(max_age_seconds=3600), {}, age_seconds=3599.9)
+    assert result.status == RunStatus.DEAD_LETTERED
+    assert "destination kept throttling (HTTP 429) past the max age of 3600 s" in result.reason
+    assert result.steps[0].error["code"] == "throttled"
+    # The try that ended it stays counted, so the dead letter shows it.
+    assert ledger.get(1, "d") == DeliveryRecord(DeliveryStatus.DEAD_LETTERED, 1)
+    assert r.gate.done_calls == [True]
+
+
+def test_429_asking_for_longer_than_the_max_age_left_dead_letters_at_once():
+    r, _ = throttling_runner()
+    FAILURES.append(throttled(retry_after=7200))
+    result = r.run(1, one_delivery(max_age_seconds=3600), {}, age_seconds=10)
+    assert result.status == RunStatus.DEAD_LETTERED
+    assert "destination kept throttling (HTTP 429) past the max age of 3600 s" in result.reason
+    assert "asked to wait 7200 s with 3590 s left" in result.reason
+
+
+def test_429_without_retry_after_backs_off_more_as_the_message_waits():
+    r, _ = throttling_runner()
+    FAILURES.append(throttled())
+    first = r.run(1, one_delivery(backoff_seconds=2), {}, age_seconds=0)
+    assert first.status == RunStatus.RETRYING and 1 <= first.retry_in_seconds <= 2
+    FAILURES.append(throttled())
+    later = r.run(1, one_delivery(backoff_seconds=2), {}, age_seconds=100)
+    assert later.status == RunStatus.RETRYING and later.retry_in_seconds >= 100
+    FAILURES.append(throttled())
+    capped = r.run(1, one_delivery(max_backoff_seconds=300), {}, age_seconds=5000)
+    assert capped.retry_in_seconds == 300  # up to max_backoff_seconds, no further
+
+
+def test_429_with_an_http_date_retry_after_waits_until_that_date():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from connectors.httputil import error_for_status
+
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    exc = error_for_status(
+        429, {"Retry-After": format_datetime(when, usegmt=True)}, "", lambda text: text
+    )
+    r, _ = throttling_runner()
+    FAILURES.append(exc)
+    result = r.run(1, one_delivery(), {})
+    assert result.status == RunStatus.RETRYING and result.retry_in_seconds >= 118
+
+
+def test_a_half_open_trial_answered_429_closes_the_breaker_and_waits_uncounted():
+    r, ledger = throttling_runner(OpenGate(trial=True))
+    FAILURES.append(throttled(retry_after=30))
+    result = r.run(1, one_delivery(), {})
+    assert result.status == RunStatus.RETRYING and result.retry_in_seconds >= 30
+    assert "throttled" in result.reason
+    assert r.gate.done_calls == [True] and ledger.get(1, "d").attempts == 0
