@@ -9,6 +9,13 @@ rather than executing one run: RQ's bookkeeping and the claim's commit are paid 
 ``FLOWGATE_RUN_BATCH_SIZE`` (default 16) bounds a batch. A job that emptied the queue
 lingers for ``FLOWGATE_DRAIN_LINGER_SECONDS`` (default 1), claiming every 10 ms, before it
 ends (see ``linger`` below).
+
+Warm shutdown (a deploy's SIGTERM, or Ctrl-C): ``stopping`` is set, RQ lets the job in
+hand return and then exits. A drain job then finishes the run it is delivering, gives the
+rest of its batch back to ``queued`` untouched, claims no new batch, ends any lingering,
+and wakes a successor drain job for the runs left (``flows.execution.drain``), which
+another worker, or the next one to start, takes at once. A second SIGTERM/SIGINT is RQ's
+cold shutdown (immediate exit; leases and the sweep cover what was in flight).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 from flask import Flask
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from app import create_app, queues, runtime
 from app.extensions import db
@@ -38,7 +46,8 @@ log = logging.getLogger("flowgate.worker")
 # How often a lingering drain job looks for new runs (one claim statement when idle): the
 # most a run waits in the queue while a job lingers.
 LINGER_POLL_SECONDS = 0.01
-# Set when the worker is asked to stop: a lingering drain job returns at once.
+# Set when the worker is asked to stop: a drain job claims no new batch, starts no further
+# run of its batch, and does not linger (see ``DrainWorker``).
 stopping = threading.Event()
 
 
@@ -105,6 +114,7 @@ class _DrainJob:
             limits=self.limits,
             more_work=lambda: self.wake_next(slot),
             poll=poll,
+            should_stop=stopping.is_set,
         )
 
     def wake_next(self, slot: int) -> None:
@@ -142,17 +152,38 @@ class _DrainJob:
         finally:
             queues.clear_wake(self.app, slot)
         # A run whose wake found our marker (and so enqueued no job) was committed before
-        # the marker was cleared: claiming until empty once more after it sees that run.
+        # the marker was cleared: claiming until empty once more after it sees that run
+        # (after a stop request this claims nothing and wakes a successor instead).
         return executed + self.until_empty(slot)
 
 
 class DrainWorker(SimpleWorker):
-    """RQ's non-forking worker that also tells a lingering drain job to stop on the
-    first SIGTERM/SIGINT (RQ's warm shutdown waits for the job in hand)."""
+    """RQ's non-forking worker that also tells the drain job in hand to stop on the first
+    SIGTERM/SIGINT (RQ's warm shutdown waits for the job in hand, then exits).
+
+    ``stopped_idle``: the stop came while no job was in hand. RQ then raises at once, also
+    in the moment between taking a job off the queue and starting it: that drain job is
+    dropped, and its wake marker (``app.queues``) holds back wakes until its TTL. ``main``
+    hands on with ``hand_on`` then."""
+
+    stopped_idle = False
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         stopping.set()
+        self.stopped_idle = self.get_state() != WorkerStatus.BUSY
         super().request_stop(signum, frame)
+
+
+def hand_on(app: Flask) -> None:
+    """After a stop that may have dropped a dequeued drain job: enqueue a drain job past
+    the markers (``wake(force=True)``, the sweep's remedy for a marker whose job is gone),
+    so that runs whose wake found that marker are not left until its TTL and the sweep.
+    It costs one drain job per stopped idle worker; a lost call leaves it to the sweep."""
+    try:
+        with app.app_context():
+            queues.wake(app, force=True)
+    except Exception as exc:  # exiting anyway: no traceback for a Redis that went first
+        log.warning("worker.hand_on_failed error=%r", exc)
 
 
 def main() -> None:
@@ -166,6 +197,8 @@ def main() -> None:
         queue = run_queue(app)
     worker = DrainWorker([queue], connection=get_redis(app), serializer=JSONSerializer)
     worker.work(with_scheduler=False, logging_level=level_from_env())
+    if worker.stopped_idle:
+        hand_on(app)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ def drain(
     more_work: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     poll: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """Claim and execute queued runs, a batch at a time, until none is left (or the
     budget is spent); returns how many runs this call executed.
@@ -144,21 +145,31 @@ def drain(
     ``RunStore.finish``). A run's ``sending`` row is still committed before its outbound
     call, and each run's final write is still fenced by its own attempt number.
 
+    ``should_stop`` (the worker was asked to stop: a deploy's SIGTERM): claim no new batch,
+    finish the run in flight, give the batch's runs that have not started back to the
+    queue (as at ``release_after_seconds``) and return.
+
     ``more_work`` is called when a batch came back full (more may be waiting: another
-    worker can help) and when the budget ran out with work left (a successor must come).
+    worker can help), when the budget ran out with work left (a successor must come), and
+    after a stop: a stopped drain cannot tell whether a run relies on a claim it will not
+    make (the wake marker argument in ``app.queues``), so a successor must come.
     """
     started = clock()
     executed = 0
-    while clock() - started < limits.budget_seconds:
+    while clock() - started < limits.budget_seconds and not should_stop():
         batch = store.claim_batch(limits.batch, lease_seconds, crashed=not poll)
         if not batch:
             return executed
         full = len(batch) == limits.batch
         if full and more_work is not None:
             more_work()
-        executed += _run_batch(batch, store, runner, lease_seconds, limits, started, clock)
-        if poll and not full:
+        executed += _run_batch(
+            batch, store, runner, lease_seconds, limits, started, clock, should_stop
+        )
+        if poll and not full and not should_stop():
             return executed
+    if should_stop():
+        log.info("drain.stopped executed=%s", executed)
     if more_work is not None:
         more_work()
     return executed
@@ -172,6 +183,7 @@ def _run_batch(
     limits: DrainLimits,
     started: float,
     clock: Callable[[], float],
+    should_stop: Callable[[], bool],
 ) -> int:
     claimed_at = flushed_at = clock()
     executed = 0
@@ -180,9 +192,8 @@ def _run_batch(
             if clock() - flushed_at > limits.flush_after_seconds:
                 _commit_or_rollback(store)
                 flushed_at = clock()
-            if clock() - started > limits.release_after_seconds:
-                for waiting in batch[index:]:  # not started: back to the queue, untouched
-                    store.release(waiting)
+            if should_stop() or clock() - started > limits.release_after_seconds:
+                _give_back(batch[index:], store)
                 break
             if clock() - claimed_at > limits.extend_after * lease_seconds:
                 store.extend_leases([c.run_id for c in batch[index:]], lease_seconds)
@@ -203,11 +214,32 @@ def _run_batch(
     return executed
 
 
+def _give_back(waiting: list[ClaimedRun], store: RunStore) -> None:
+    """Return claimed runs that have not started to the queue, untouched: nothing was
+    written under their claim, and ``RunStore.release`` is fenced by the claim's attempt
+    (a run whose lease was taken over meanwhile is left alone). What the batch finished is
+    committed first, so a failing release cannot take it along; a run whose release fails
+    keeps its lease until the sweep re-queues it, as after a kill."""
+    _commit_or_rollback(store)
+    log.info("batch.given_back runs=%s first_run_id=%s", len(waiting), waiting[0].run_id)
+    for claimed in waiting:
+        try:
+            store.release(claimed)
+        except Exception:
+            log.exception("run.release_failed run_id=%s", claimed.run_id)
+            _rollback(store)
+            return
+
+
 def _commit_or_rollback(store: RunStore) -> None:
     try:
         store.commit()
     except Exception:
         log.exception("run.batch_commit_failed")
-        rollback = getattr(store, "rollback", None)
-        if rollback is not None:
-            rollback()
+        _rollback(store)
+
+
+def _rollback(store: RunStore) -> None:
+    rollback = getattr(store, "rollback", None)
+    if rollback is not None:
+        rollback()

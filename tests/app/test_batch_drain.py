@@ -6,7 +6,9 @@
 * inside a batch each run's final write stays fenced by its own attempt number, and the
   deferred final writes are committed by the next run's ``sending`` commit;
 * the wake marker never strands a committed run, in every interleaving with a drain job;
-* a batch stops at its time budget and gives back the runs it has not started.
+* a batch stops at its time budget and gives back the runs it has not started;
+* a drain asked to stop (the worker's SIGTERM) finishes the run in flight, gives back the
+  rest of its batch, claims no new batch and wakes a successor.
 """
 
 from __future__ import annotations
@@ -323,3 +325,88 @@ def test_a_job_past_its_budget_claims_no_new_batch_and_wakes_a_successor(
     assert _statuses(ids) == ["succeeded", "succeeded", "queued", "queued"]
     assert len(woken) == 2  # full batch, then budget spent with work left
     assert {run_row(i).attempts for i in ids[2:]} == {0}
+
+
+# ----------------------------------------------------------------- a stop request (SIGTERM)
+
+
+def test_a_stop_request_finishes_the_run_in_flight_and_claims_no_new_batch(
+    client, make_user, sink, app
+):
+    from app.worker import build_runner
+
+    ctx = live_flow(client, make_user, sink)
+    ids = _post(client, ctx, 7)
+    store, runner = SqlRunStore(), build_runner(app)
+    woken: list[bool] = []
+    # Asked to stop while the second run of the first batch (of 3) is being delivered.
+    executed = drain(
+        store=store,
+        runner=runner,
+        lease_seconds=60,
+        limits=DrainLimits(batch=3),
+        more_work=lambda: woken.append(True),
+        should_stop=lambda: len(sink.requests) >= 2,
+    )
+    db.session.remove()
+    assert executed == 2 and len(sink.requests) == 2
+    assert _statuses(ids) == ["succeeded"] * 2 + ["queued"] * 5
+    # The batch's third run went back untouched (claim taken back); runs 4-7 never claimed.
+    assert all(run_row(i).lease_until is None and run_row(i).attempts == 0 for i in ids[2:])
+    assert woken == [True, True]  # the full batch, then the stop: a successor must come
+
+    # Another drain (another worker) takes every run left, each on its first attempt.
+    assert drain(store=SqlRunStore(), runner=runner, lease_seconds=60) == 5
+    db.session.remove()
+    assert _statuses(ids) == ["succeeded"] * 7
+    keys = [r.headers["Idempotency-Key"] for r in sink.requests]
+    assert len(keys) == 7 == len(set(keys))
+    assert {run_row(i).attempts for i in ids} == {1}
+
+
+def test_a_drain_asked_to_stop_before_its_first_claim_claims_nothing_and_wakes_a_successor(
+    client, make_user, sink, app
+):
+    from app.worker import build_runner
+
+    ctx = live_flow(client, make_user, sink)
+    ids = _post(client, ctx, 2)
+    woken: list[bool] = []
+    executed = drain(
+        store=SqlRunStore(),
+        runner=build_runner(app),
+        lease_seconds=60,
+        more_work=lambda: woken.append(True),
+        should_stop=lambda: True,
+        poll=True,
+    )
+    assert executed == 0 and woken == [True] and not sink.requests
+    assert _statuses(ids) == ["queued", "queued"]
+    assert {run_row(i).attempts for i in ids} == {0}
+
+
+def test_a_failing_give_back_keeps_what_the_batch_finished(
+    client, make_user, sink, app, monkeypatch
+):
+    from app.worker import build_runner
+
+    ctx = live_flow(client, make_user, sink)
+    ids = _post(client, ctx, 3)
+
+    def broken(self, claimed):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(SqlRunStore, "release", broken)
+    executed = drain(
+        store=SqlRunStore(),
+        runner=build_runner(app),
+        lease_seconds=60,
+        limits=DrainLimits(batch=3),
+        should_stop=lambda: len(sink.requests) >= 1,
+    )
+    db.session.remove()
+    assert executed == 1
+    # The finished run's deferred final write was committed before the give-back; the
+    # others keep their lease (the sweep re-queues them when it expires, as after a kill).
+    assert _statuses(ids) == ["succeeded", "running", "running"]
+    assert run_row(ids[1]).lease_until is not None

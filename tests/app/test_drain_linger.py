@@ -3,21 +3,30 @@ holding its wake marker, so arrivals under steady traffic need no new RQ job.
 
 * a run committed while a job lingers enqueues no job and is still executed;
 * a job that has lingered its time clears the marker: the next run gets a job again;
-* a stop request (the worker's SIGTERM) ends the lingering at once.
+* a stop request (the worker's SIGTERM) ends the lingering at once;
+* a stop request in the middle of a batch: the run in flight finishes, the rest of the
+  batch goes back to the queue, and a successor job is enqueued for it;
+* a worker stopped while idle may have dropped a drain job it had just dequeued: it
+  enqueues one past the wake markers on its way out.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
 import pytest
+from rq.exceptions import StopRequested
+from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 from sqlalchemy import update
 
 from app import worker as worker_module
 from app.extensions import db
 from app.models import Run
 from app.queues import run_queue
+from app.redis_conn import get_redis
 from app.stores import SqlRunStore
 from flows import jobs
 from flows.execution import DrainLimits, drain
@@ -25,6 +34,7 @@ from tests.app.test_batch_drain import _jobs, _statuses
 from tests.app.test_execution import post_order
 from tests.app.test_walking_skeleton import ORDER, live_flow
 from tests.support.processes import wait_for
+from tests.support.sink import Answer
 
 
 @pytest.fixture
@@ -73,7 +83,9 @@ def test_a_run_arriving_while_the_job_lingers_needs_no_new_job(
     assert len(sink.requests) == 2
 
 
-def test_a_stop_request_ends_the_lingering_at_once(client, make_user, sink, app, lingering):
+def test_a_stop_request_ends_the_lingering_at_once(
+    client, make_user, sink, app, lingering, run_worker
+):
     ctx = live_flow(client, make_user, sink)
     first = post_order(client, ctx)
     thread = lingering(60)
@@ -86,8 +98,15 @@ def test_a_stop_request_ends_the_lingering_at_once(client, make_user, sink, app,
     thread.join(timeout=5)
     assert not thread.is_alive() and time.monotonic() - asked < 2
     worker_module.stopping.clear()
-    post_order(client, ctx, dict(ORDER, order_number=2))
-    assert _jobs(app) == 1  # it cleared its marker on the way out
+    # It cleared its marker and, not having claimed until empty after that, woke a
+    # successor (which covers any run whose wake found the held marker).
+    assert _jobs(app) == 1
+    second = post_order(client, ctx, dict(ORDER, order_number=2))
+    assert _jobs(app) == 1  # that job is pending: intake needs no other
+    app.config["FLOWGATE_DRAIN_LINGER_SECONDS"] = 0  # the burst worker below: no lingering
+    worker_module.configure_engine(app)
+    run_worker()
+    assert _statuses([second]) == ["succeeded"]
 
 
 def test_a_poll_takes_one_short_batch_and_leaves_crashed_runs_to_the_last_drain(
@@ -114,3 +133,74 @@ def test_a_poll_takes_one_short_batch_and_leaves_crashed_runs_to_the_last_drain(
     assert drain(store=store, runner=runner, lease_seconds=60, limits=limits) == 1
     assert _statuses(ids) == ["succeeded"] * 3
     assert claims == [False, True, False, True]  # until a claim of each kind came back empty
+
+
+def test_a_stop_request_mid_batch_finishes_the_run_in_flight_and_hands_the_rest_on(
+    client, make_user, sink, app, run_worker
+):
+    app.config["FLOWGATE_WAKE_SLOTS"] = 1
+    # One batch takes all 7 (not full: it wakes nobody), so only the stop can wake a successor.
+    app.config["FLOWGATE_RUN_BATCH_SIZE"] = 8
+    ctx = live_flow(client, make_user, sink)
+    ids = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in range(1, 8)]
+    worker_module.configure_engine(app)
+    run_queue(app).empty()  # this test runs intake's drain job itself
+    sink.scripted = [Answer(), Answer(delay=0.5)]  # the second delivery is held
+
+    def sigterm_during_the_second_delivery() -> None:
+        wait_for(lambda: len(sink.requests) >= 2, timeout=10, what="the second delivery")
+        worker_module.stopping.set()  # what DrainWorker.request_stop does on SIGTERM
+
+    signaller = threading.Thread(target=sigterm_during_the_second_delivery, daemon=True)
+    signaller.start()
+    try:
+        assert jobs.drain_runs(0) == 2
+    finally:
+        signaller.join(timeout=10)
+        worker_module.stopping.clear()
+    assert len(sink.requests) == 2
+    assert _statuses(ids) == ["succeeded"] * 2 + ["queued"] * 5  # given back: not running
+    assert _jobs(app) == 1  # the successor, which the next worker takes
+    run_worker()
+    assert _statuses(ids) == ["succeeded"] * 7
+    assert sorted(sink.effects().values()) == [1] * 7
+
+
+def test_a_worker_stopped_while_idle_hands_a_dropped_drain_job_on(
+    client, make_user, sink, app, run_worker
+):
+    """RQ ends an idle worker at once, also just after it took a drain job off the queue:
+    that job is gone and its marker holds back wakes until its TTL. ``hand_on`` enqueues
+    a drain job past the markers."""
+    app.config["FLOWGATE_WAKE_SLOTS"] = 1
+    ctx = live_flow(client, make_user, sink)
+    run_id = post_order(client, ctx)
+    run_queue(app).empty()  # the dequeued job that was never run: its marker stays
+    post_order(client, ctx, dict(ORDER, order_number=2))
+    assert _jobs(app) == 0  # held back by that marker
+    worker_module.hand_on(app)
+    assert _jobs(app) == 1
+    run_worker()
+    assert _statuses([run_id, run_id + 1]) == ["succeeded", "succeeded"]
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_the_worker_knows_whether_a_stop_found_it_idle(app, busy):
+    worker = worker_module.DrainWorker(
+        [run_queue(app)], connection=get_redis(app), serializer=JSONSerializer
+    )
+    worker.set_state(WorkerStatus.BUSY if busy else WorkerStatus.IDLE)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if busy:  # RQ's warm shutdown: the job in hand is finished first
+            worker.request_stop(signal.SIGTERM, None)
+            assert worker._stop_requested
+        else:  # RQ stops an idle worker at once
+            with pytest.raises(StopRequested):
+                worker.request_stop(signal.SIGTERM, None)
+        assert worker_module.stopping.is_set()
+        assert worker.stopped_idle is not busy
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        worker_module.stopping.clear()
