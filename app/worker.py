@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import redis
 from flask import Flask
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
@@ -35,7 +38,7 @@ from app import create_app, queues, runtime
 from app.extensions import db
 from app.logging_setup import configure_logging, level_from_env
 from app.queues import run_queue
-from app.redis_conn import get_redis
+from app.redis_conn import get_redis, warn_on_unsafe_eviction_policy
 from app.stores import SqlConnectionResolver, SqlDeliveryLedger, SqlRunStore
 from flows import jobs
 from flows.engine import FlowRunner
@@ -49,6 +52,12 @@ LINGER_POLL_SECONDS = 0.01
 # Set when the worker is asked to stop: a drain job claims no new batch, starts no further
 # run of its batch, and does not linger (see ``DrainWorker``).
 stopping = threading.Event()
+# After RQ's work loop ended on its own (Redis went away under a job): the first pause
+# before starting it again, doubling up to the maximum while loops keep ending quickly; a
+# loop that ran STEADY_SECONDS starts the count again.
+RESTART_PAUSE_SECONDS = 0.5
+MAX_RESTART_PAUSE_SECONDS = 30.0
+STEADY_SECONDS = 60.0
 
 
 def build_runner(app: Flask) -> FlowRunner:
@@ -167,6 +176,9 @@ class DrainWorker(SimpleWorker):
     hands on with ``hand_on`` then."""
 
     stopped_idle = False
+    # RQ's wait between reconnection attempts while dequeuing doubles up to this (its
+    # default, 60 s, could leave new work waiting a minute after Redis is back).
+    max_connection_wait_time = 5.0
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         stopping.set()
@@ -186,17 +198,67 @@ def hand_on(app: Flask) -> None:
         log.warning("worker.hand_on_failed error=%r", exc)
 
 
+def work_until_stopped(app: Flask, make_worker: Callable[[], DrainWorker]) -> DrainWorker:
+    """Run RQ's work loop until a stop is requested, starting it again when it ends on
+    its own.
+
+    RQ reconnects to Redis only while it waits for a job. When Redis goes away while a
+    job is being finished (its status, heartbeat or registries), RQ logs "found an
+    unhandled exception, quitting" and its loop ends, or its teardown raises: a Redis
+    restart would take the worker process down, and under honcho (``make run``) every
+    other process with it. Instead the loop is started again once Redis answers, in the
+    same process (reliability case 6). Runs are not at risk meanwhile: SQL holds them, and
+    a run whose job was lost is re-queued by the sweep.
+    """
+    pause = RESTART_PAUSE_SECONDS
+    while True:
+        worker = make_worker()
+        began = time.monotonic()
+        try:
+            worker.work(with_scheduler=False, logging_level=level_from_env())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker.redis_lost error=%s", exc)  # teardown could not reach it
+        if stopping.is_set():
+            return worker
+        # Between two work loops RQ's handlers (which raise inside whatever runs) must not
+        # fire: a stop now only ends the wait below.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+        if time.monotonic() - began > STEADY_SECONDS:
+            pause = RESTART_PAUSE_SECONDS  # a loop that ran a while starts the count again
+        log.error("worker.loop_ended_restarting pause=%.0fs", pause)
+        if stopping.wait(pause) or not _wait_for_redis(app):
+            return worker
+        pause = min(pause * 2, MAX_RESTART_PAUSE_SECONDS)
+
+
+def _wait_for_redis(app: Flask) -> bool:
+    """True once Redis answers a PING; False when a stop came first."""
+    delay = RESTART_PAUSE_SECONDS
+    while True:
+        try:
+            get_redis(app).ping()
+            return True
+        except redis.RedisError:
+            if stopping.wait(delay):
+                return False
+            delay = min(delay * 2, DrainWorker.max_connection_wait_time)
+
+
 def main() -> None:
     configure_logging()  # FLOWGATE_LOG_FORMAT (json by default) and FLOWGATE_LOG_LEVEL
     app = create_app()
     configure_engine(app)
+    warn_on_unsafe_eviction_policy(app)
     # The sandbox children start now, not on the first run's map step (their start-up
     # would count against that step's time limit).
     runtime.mapping_evaluator(app).warm_up()
     with app.app_context():
         queue = run_queue(app)
-    worker = DrainWorker([queue], connection=get_redis(app), serializer=JSONSerializer)
-    worker.work(with_scheduler=False, logging_level=level_from_env())
+    worker = work_until_stopped(
+        app,
+        lambda: DrainWorker([queue], connection=get_redis(app), serializer=JSONSerializer),
+    )
     if worker.stopped_idle:
         hand_on(app)
 
