@@ -248,27 +248,9 @@ class FlowRunner:
     def _deliver(
         self, run_id: int, step: Step, message: Any, outcome: _Outcome
     ) -> tuple[StepResult, bool, Any]:
-        if step.input_schema is not None:
-            # Checked before the ledger and the connector: a mismatch sends nothing and
-            # uses no attempt; retrying cannot fix it, so the run is dead-lettered.
-            name, version = step.input_schema
-            try:
-                problems = [p.to_dict() for p in canonical.validate(name, version, message)]
-            except canonical.UnknownSchema as exc:
-                problems = [{"path": "", "message": str(exc)}]
-            if problems:
-                paths = ", ".join(p["path"] or "/" for p in problems[:10])
-                outcome.failures.append(
-                    f"step '{step.id}': invalid_mapping_output: input does not match "
-                    f"schema '{name}' v{version} at {paths}"
-                )
-                error = {
-                    "code": "invalid_mapping_output",
-                    "message": f"input does not match canonical schema '{name}' v{version}",
-                    "schema": {"name": name, "version": version},
-                    "problems": problems,
-                }
-                return _failed(step, message, error), False, None
+        refused = _refuse_invalid_input(step, message, outcome)
+        if refused is not None:
+            return refused
         if self.simulate:
             outcome.delivered += 1
             return StepResult(step.id, StepStatus.SIMULATED, message, message), True, message
@@ -502,6 +484,46 @@ class FlowRunner:
             egress=self.egress,
         )
         return connector, ctx
+
+
+def _refuse_invalid_input(
+    step: Step, message: Any, outcome: _Outcome
+) -> tuple[StepResult, bool, Any] | None:
+    """The failure of a deliver step whose input cannot be sent, or None when it can.
+
+    Checked before the ledger and the connector: nothing is sent and no attempt is used;
+    retrying cannot fix it, so the run is dead-lettered (``invalid_mapping_output``)."""
+    if message is None:
+        # A mapping that matched nothing (JSONata undefined) or gave null: sending it
+        # would deliver a literal null (or an empty row, file or e-mail).
+        why = "the message to deliver is empty: the mapping gave no value (undefined or null)"
+        outcome.failures.append(f"step '{step.id}': invalid_mapping_output: {why}")
+        return (
+            _failed(step, message, {"code": "invalid_mapping_output", "message": why}),
+            False,
+            None,
+        )
+    if step.input_schema is None:
+        return None
+    name, version = step.input_schema
+    try:
+        problems = [p.to_dict() for p in canonical.validate(name, version, message)]
+    except canonical.UnknownSchema as exc:
+        problems = [{"path": "", "message": str(exc)}]
+    if not problems:
+        return None
+    paths = ", ".join(p["path"] or "/" for p in problems[:10])
+    outcome.failures.append(
+        f"step '{step.id}': invalid_mapping_output: input does not match "
+        f"schema '{name}' v{version} at {paths}"
+    )
+    error = {
+        "code": "invalid_mapping_output",
+        "message": f"input does not match canonical schema '{name}' v{version}",
+        "schema": {"name": name, "version": version},
+        "problems": problems,
+    }
+    return _failed(step, message, error), False, None
 
 
 AMBIGUOUS_DELIVERY = "ambiguous_delivery"

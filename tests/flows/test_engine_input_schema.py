@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from connectors.base import ConnectorSpec, Destination, SendResult
 from connectors.registry import ConnectorRegistry
 from flows.definition import FlowDefinition
@@ -138,3 +140,38 @@ def test_simulated_run_reports_the_mismatch_too():
     result = runner(MemoryLedger(), simulate=True).run(3, FLOW, {**GOOD, "total": "lots"})
     assert result.status == RunStatus.DEAD_LETTERED
     assert result.steps[-1].error["problems"][0]["path"] == "/totals/gross"
+
+
+def _flow_mapping(expression: str) -> FlowDefinition:
+    return FlowDefinition.from_json(
+        {
+            "schema_version": 1,
+            "trigger": {"type": "webhook"},
+            "steps": [
+                {"id": "shape", "type": "map", "expression": expression},
+                {"id": "to_oms", "type": "deliver", "connector": "recorder"},
+            ],
+            "edges": [{"from": "trigger", "to": "shape"}, {"from": "shape", "to": "to_oms"}],
+        }
+    )
+
+
+@pytest.mark.parametrize("expression", ["no_such_field", "null", "ref = 'other' ? {'a': 1}"])
+def test_an_empty_mapping_output_is_never_sent(expression):
+    """Undefined (no match) or null would reach the destination as a literal ``null``."""
+    ledger = MemoryLedger()
+    result = runner(ledger).run(4, _flow_mapping(expression), GOOD)
+    assert result.status == RunStatus.DEAD_LETTERED
+    assert "invalid_mapping_output" in (result.reason or "")
+    assert "mapping gave no value" in (result.reason or "")
+    assert RECEIVED == [] and ledger.calls == [] and ledger.rows == {}
+    step = result.steps[-1]
+    assert step.step_id == "to_oms" and step.error["code"] == "invalid_mapping_output"
+
+
+def test_an_array_or_a_falsy_value_is_still_sent():
+    """Only "no value" is refused: an empty list, 0 or false is a value a destination may want."""
+    for expression, expected in (("[]", []), ("0", 0), ("false", False)):
+        result = runner(MemoryLedger()).run(5, _flow_mapping(expression), GOOD)
+        assert result.status == RunStatus.SUCCEEDED, expression
+        assert RECEIVED == [expected]
