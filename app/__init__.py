@@ -28,7 +28,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(flask_app)
     with flask_app.app_context():
-        _tune_sqlite(db.engine)
+        _tune_sqlite(db.engine, flask_app.config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
+        _bound_lock_waits(db.engine, flask_app.config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
         _ping_idle_connections(db.engine)
     migrate.init_app(flask_app, db, directory=str(_migrations_dir()), render_as_batch=True)
     login_manager.init_app(flask_app)
@@ -43,7 +44,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return flask_app
 
 
-def _tune_sqlite(engine: Any) -> None:
+def _tune_sqlite(engine: Any, lock_timeout_ms: int) -> None:
     """SQLite is shared by web, workers and scheduler: WAL lets readers and the writer work
     at once, and a busy timeout makes writers wait for the lock instead of failing."""
     if engine.dialect.name != "sqlite":
@@ -55,9 +56,29 @@ def _tune_sqlite(engine: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def _bound_lock_waits(engine: Any, lock_timeout_ms: int) -> None:
+    """PostgreSQL's counterpart of SQLite's busy timeout: a statement waits at most
+    ``FLOWGATE_DB_LOCK_TIMEOUT_MS`` for a lock (a migration's, an operator's LOCK TABLE),
+    then fails. Without it a locked ``runs`` table would hold every intake thread until
+    the lock went; with it the webhook gets 503 with Retry-After and the sender retries
+    (``app.stores`` sets the same on its own connections)."""
+    if engine.dialect.name != "postgresql" or lock_timeout_ms <= 0:
+        return
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET outside any transaction of the pool's
+        try:
+            dbapi_connection.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        finally:
+            dbapi_connection.autocommit = autocommit
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

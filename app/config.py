@@ -111,6 +111,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # JSONata runs in killable child processes (flows.sandbox): per-evaluation time limit
         # (hard kill 250 ms later), address-space cap per child, children per process.
         "FLOWGATE_MAPPING_TIMEOUT_MS": int(env.get("FLOWGATE_MAPPING_TIMEOUT_MS") or 1000),
+        # The longest a statement waits for a database lock before it fails (SQLite's busy
+        # timeout, PostgreSQL's lock_timeout): intake then answers 503 with Retry-After.
+        "FLOWGATE_DB_LOCK_TIMEOUT_MS": int(env.get("FLOWGATE_DB_LOCK_TIMEOUT_MS") or 5000),
         "FLOWGATE_MAPPING_MEMORY_MB": int(env.get("FLOWGATE_MAPPING_MEMORY_MB") or 256),
         "FLOWGATE_MAPPING_POOL_SIZE": int(env.get("FLOWGATE_MAPPING_POOL_SIZE") or 2),
         "SESSION_COOKIE_HTTPONLY": True,

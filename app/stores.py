@@ -38,6 +38,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from flask import current_app
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import (
     Integer,
     and_,
@@ -219,7 +221,11 @@ def _conninfo(engine: Any) -> str:
     conninfo = _conninfos.get(engine)
     if conninfo is None:
         url = engine.url.set(drivername="postgresql")
-        conninfo = _conninfos[engine] = url.render_as_string(hide_password=False)
+        conninfo = url.render_as_string(hide_password=False)
+        lock_timeout_ms = int(current_app.config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
+        if lock_timeout_ms > 0:  # as on the pool's connections (app._bound_lock_waits)
+            conninfo = make_conninfo(conninfo, options=f"-c lock_timeout={lock_timeout_ms}")
+        _conninfos[engine] = conninfo
     return conninfo
 
 
