@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -163,6 +164,14 @@ def test_valid_surrogate_pair_is_accepted(client, hook):
 def test_form_and_multipart_bodies_are_never_treated_as_json(client, hook):
     form = client.post(hook, data={"order_number": "1"})
     assert_problem(form, 415)
+    # A multipart body with a file whose content is valid JSON is still not JSON.
+    upload = client.post(
+        hook,
+        data={"files": (io.BytesIO(json.dumps(ORDER).encode()), "order.json")},
+        content_type="multipart/form-data",
+    )
+    body = assert_problem(upload, 415)
+    assert "multipart/form-data" in body["detail"]
     assert run_count() == 0
 
 
