@@ -28,13 +28,12 @@ secret ``password``; connecting reuses the destination's egress-checked ``_conne
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from threading import Event
 from typing import Any
 
-from connectors import amqp
+from connectors import amqp, json_codec
 from connectors.base import (
     CheckResult,
     ConnectorContext,
@@ -110,14 +109,9 @@ class RejectMessage(ConnectorError):
 def parse_body(body: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity; ``ConnectorError`` otherwise."""
 
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=refuse)
-    except UnicodeDecodeError as exc:
-        raise ConnectorError(f"the body is not valid UTF-8 (byte {exc.start})") from None
-    except (ValueError, RecursionError) as exc:
+        return json_codec.loads_strict(body)
+    except ValueError as exc:
         raise ConnectorError(f"malformed JSON: {exc}") from None
 
 

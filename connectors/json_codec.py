@@ -99,3 +99,21 @@ def loads_if_exact(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return NOT_EXACT
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """JSON as a message from outside may be: UTF-8 text, no NaN or Infinity, not nested
+    past what the parser can walk. ``ValueError`` says which rule was broken (the event
+    triggers and the poll share it; webhooks have their own, stricter parse in intake)."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -32,6 +32,7 @@ from typing import Any
 import requests
 
 from connectors import http as http_destination
+from connectors import json_codec
 from connectors.base import (
     CheckResult,
     ConnectorContext,
@@ -291,10 +292,10 @@ def _read_body(response: requests.Response) -> bytes:
 
 def _parse(raw: bytes, redact: Redactor) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return json_codec.loads_strict(raw)
+    except ValueError as exc:
         excerpt = redact(raw[:200].decode("utf-8", "replace"))
-        raise ConnectorError(f"the polled API did not answer JSON: {excerpt!r}") from None
+        raise ConnectorError(f"the polled API did not answer JSON ({exc}): {excerpt!r}") from None
 
 
 def _defaults() -> dict[str, Any]:

@@ -26,7 +26,6 @@ connection settings and secret ``password`` (egress-checked addresses only).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -34,7 +33,7 @@ from collections.abc import Mapping
 from threading import Event
 from typing import Any
 
-from connectors import redis_stream
+from connectors import json_codec, redis_stream
 from connectors.base import (
     CheckResult,
     ConnectorContext,
@@ -324,15 +323,9 @@ class RedisStreamGroupTrigger(Trigger):
 
 
 def _parse(raw: Any) -> Any:
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        return json.loads(text, parse_constant=refuse)
-    except UnicodeDecodeError as exc:
-        raise ConnectorError(f"the payload is not valid UTF-8 (byte {exc.start})") from None
-    except (ValueError, RecursionError) as exc:
+        return json_codec.loads_strict(raw if isinstance(raw, bytes) else str(raw))
+    except ValueError as exc:
         raise ConnectorError(f"malformed JSON: {exc}") from None
 
 

@@ -253,6 +253,29 @@ def test_a_failing_api_is_recorded_and_retried_next_interval(app, api, sink):
     assert _state(flow_id).last_error is None
 
 
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b'{"items": [{"sku": "A", "qty": NaN}]}', "NaN is not valid JSON"),
+        (b'{"items": [{"qty": Infinity}]}', "Infinity is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"items": ["\xff"]}', "not valid UTF-8"),
+        (b"<html>busy</html>", "Expecting value"),
+    ],
+)
+def test_a_page_that_is_not_strict_json_fails_the_poll_and_fires_nothing(
+    app, api, sink, raw, why
+):
+    api.add(_stock(1))
+    flow_id = _flow(api, sink)
+    api.raw_body = raw
+    counts = fire_due_polls(app, utcnow())
+    assert counts["failed"] == 1 and counts["fired"] == 0
+    error = _state(flow_id).last_error
+    assert "did not answer JSON" in error and why in error
+    assert _runs(flow_id) == []
+
+
 def test_a_bad_expression_is_a_readable_failure(app, api, sink):
     api.add(_stock(1))
     flow_id = _flow(api, sink, id="missing_field")

@@ -18,6 +18,7 @@ class PagedApi:
         self.requests: list[dict[str, Any]] = []  # {"path", "query", "headers"}
         self.status = 200
         self.delay = 0.0  # seconds before each answer
+        self.raw_body: bytes | None = None  # answered as is (status 200) instead of a page
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -57,7 +58,9 @@ class PagedApi:
                 api.requests.append({"path": parts.path, "query": query, "headers": headers})
                 if api.delay:
                     time.sleep(api.delay)
-                if api.status != 200:
+                if api.raw_body is not None:
+                    body, status = api.raw_body, 200
+                elif api.status != 200:
                     body = json.dumps({"error": "unavailable"}).encode()
                     status = api.status
                 elif parts.path != "/stock":
