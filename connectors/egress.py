@@ -31,6 +31,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import Timeout
 
+from connectors import deadline
 from connectors.base import ConnectorError, RetryableConnectorError
 
 ALLOW_ENV_VAR = "FLOWGATE_EGRESS_ALLOW"
@@ -243,18 +244,26 @@ def _open_checked_socket(conn: HTTPConnection, policy: EgressPolicy) -> socket.s
 
 
 class GuardedHTTPConnection(HTTPConnection):
-    """An ``http://`` connection that only opens sockets the egress policy allows."""
+    """An ``http://`` connection that only opens sockets the egress policy allows, and
+    tells an attempt's deadline (``connectors.deadline``) which socket to cut."""
 
     def __init__(self, *args: Any, egress_policy: EgressPolicy, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.egress_policy = egress_policy
 
     def _new_conn(self) -> socket.socket:
-        return _open_checked_socket(self, self.egress_policy)
+        sock = _open_checked_socket(self, self.egress_policy)
+        deadline.watching(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline.watching(self)  # a pooled connection being reused: its socket from now
+        super().request(*args, **kwargs)
 
 
 class GuardedHTTPSConnection(HTTPSConnection):
-    """An ``https://`` connection: checked socket, certificate verified against the hostname."""
+    """An ``https://`` connection: checked socket, certificate verified against the
+    hostname; like ``GuardedHTTPConnection`` for deadlines (the TLS handshake included)."""
 
     def __init__(self, *args: Any, egress_policy: EgressPolicy, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -262,7 +271,13 @@ class GuardedHTTPSConnection(HTTPSConnection):
 
     def _new_conn(self) -> socket.socket:
         # connect() wraps this socket in TLS using self.host (the name), not the address.
-        return _open_checked_socket(self, self.egress_policy)
+        sock = _open_checked_socket(self, self.egress_policy)
+        deadline.watching(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline.watching(self)
+        super().request(*args, **kwargs)
 
 
 class _GuardedHTTPConnectionPool(HTTPConnectionPool):

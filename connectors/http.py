@@ -3,6 +3,13 @@
 The host comes only from the connection's ``base_url``; a step picks the method and a path
 under it, and the schema refuses paths that could leave it (``..``, ``//``, absolute URLs).
 Every attempt carries the same ``Idempotency-Key`` so a retried delivery has one effect.
+
+``timeout_seconds`` bounds the connect and each read. A destination that answers one byte
+every few seconds never trips a per-read timeout, so each delivery attempt also has a total
+deadline of 2 × ``timeout_seconds`` + 2 s (``attempt_deadline``: a connect and a wait for the
+answer, each up to the timeout, plus 2 s to transfer it). An attempt still running then is
+cut off (its connection closed, never reused) and fails like a read timeout: retryable and
+ambiguous, so it is retried with the same key.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
 import urllib3
@@ -32,6 +39,7 @@ from connectors.base import (
     RetryableConnectorError,
     SendResult,
 )
+from connectors.deadline import WATCHDOG
 from connectors.egress import plain_http_pool
 from connectors.httputil import (
     as_requests_error,
@@ -200,7 +208,8 @@ CONNECTION_SCHEMA: dict[str, Any] = {
         "timeout_seconds": {
             "type": "number",
             "title": "Timeout (seconds)",
-            "description": "Connect and read timeout for each request (token requests too).",
+            "description": "Connect and read timeout for each request (token requests too). "
+            "A delivery attempt is also cut off after 2 × this + 2 s in total.",
             "default": _DEFAULT_TIMEOUT_SECONDS,
             "minimum": 0.1,
             "maximum": 120,
@@ -375,17 +384,19 @@ def _deliver(
     headers: CaseInsensitiveDict[str],
     redact: Redactor,
 ) -> tuple[int, CaseInsensitiveDict[str], str]:
-    """One attempt: the status, headers and redacted excerpt of the answer."""
+    """One attempt, cut off at ``attempt_deadline``: the status, headers and redacted
+    excerpt of the answer."""
     timeout = _timeout(ctx)
+    deadline = attempt_deadline(timeout)
     started = time.monotonic()
     pool = plain_http_pool(ctx.http, url)
     if pool is not None:
         status, response_headers, excerpt = _send_direct(
-            pool, ctx.http.headers, method, url, body, headers, redact, timeout
+            pool, ctx.http.headers, method, url, body, headers, redact, timeout, deadline
         )
     else:
         status, response_headers, excerpt = _send_with_requests(
-            ctx, method, url, body, headers, redact, timeout
+            ctx, method, url, body, headers, redact, timeout, deadline
         )
     elapsed_ms = round((time.monotonic() - started) * 1000)
     ctx.logger.info(
@@ -403,32 +414,41 @@ def _send_direct(
     headers: CaseInsensitiveDict[str],
     redact: Redactor,
     timeout: float,
+    deadline: float,
 ) -> tuple[int, CaseInsensitiveDict[str], str]:
     """Plain http:// through the session's guarded urllib3 pool, without requests' per-call
     preparation (about 0.6 ms of CPU a delivery, bench/README.md). Same headers (the
     session's defaults, then ours), no redirects, no retries, same timeouts and errors."""
     merged = CaseInsensitiveDict(defaults)
     merged.update(headers)
-    try:
-        response = pool.urlopen(
-            method,
-            url,
-            body=body,
-            headers=dict(merged),
-            retries=False,
-            redirect=False,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            preload_content=False,
-        )
-    except urllib3.exceptions.HTTPError as exc:
-        raise transport_error(as_requests_error(exc), redact, url=url, timeout=timeout) from exc
-    complete = False
-    try:
-        excerpt, complete = read_raw_excerpt(response, redact)
-    finally:
-        if not complete:
-            response.close()  # a body left unread: the connection cannot be reused
-        response.release_conn()
+    with WATCHDOG.arm(deadline) as alarm:
+        try:
+            response = pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=dict(merged),
+                retries=False,
+                redirect=False,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            if alarm.disarm():  # urllib3 has dropped the failed connection already
+                raise _deadline_exceeded(url, deadline) from None
+            raise transport_error(as_requests_error(exc), redact, url=url, timeout=timeout) from exc
+        complete = False
+        try:
+            excerpt, complete = read_raw_excerpt(response, redact)
+        finally:
+            # Disarmed before the release: a connection back in the pool may already be
+            # another attempt's, and one the watchdog cut must not get there.
+            interrupted = alarm.disarm()
+            if interrupted or not complete:
+                response.close()  # a body left unread or a cut connection: never reused
+            response.release_conn()
+    if interrupted:
+        raise _deadline_exceeded(url, deadline)
     return response.status, CaseInsensitiveDict(response.headers), excerpt
 
 
@@ -440,24 +460,58 @@ def _send_with_requests(
     headers: CaseInsensitiveDict[str],
     redact: Redactor,
     timeout: float,
+    deadline: float,
 ) -> tuple[int, CaseInsensitiveDict[str], str]:
-    try:
-        response = ctx.http.request(
-            method,
-            url,
-            data=body,
-            headers=headers,
-            timeout=(timeout, timeout),
-            allow_redirects=False,
-            stream=True,
-        )
-    except requests.RequestException as exc:
-        raise transport_error(exc, redact, url=url, timeout=timeout) from exc
-    try:
-        excerpt = read_excerpt(response, redact)
-    finally:
-        response.close()
+    """https:// (and any session without a guarded plain-http pool) through requests."""
+    with WATCHDOG.arm(deadline) as alarm:
+        try:
+            response = ctx.http.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=(timeout, timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            if alarm.disarm():
+                raise _deadline_exceeded(url, deadline) from None
+            raise transport_error(exc, redact, url=url, timeout=timeout) from exc
+        try:
+            excerpt = read_excerpt(response, redact)
+        finally:
+            interrupted = alarm.disarm()
+            response.close()
+    if interrupted:
+        raise _deadline_exceeded(url, deadline)
     return response.status_code, response.headers, excerpt
+
+
+# --- Total deadline per attempt (reliability case 12c, "slow drip") ---
+
+# What a well-behaved destination can use: a connect and a wait for the answer, each up to
+# timeout_seconds, plus this much to transfer the answer (we read at most 64 KiB of it).
+DEADLINE_GRACE_SECONDS = 2.0
+
+
+def attempt_deadline(timeout: float) -> float:
+    """Seconds one delivery attempt may take in total: 2 × ``timeout`` + 2 s.
+
+    Per-read timeouts cannot bound a destination that answers one byte at a time.
+    """
+    return 2 * timeout + DEADLINE_GRACE_SECONDS
+
+
+def _deadline_exceeded(url: str, deadline: float) -> RetryableConnectorError:
+    """Classified like a read timeout: the request went out, so it may have been processed
+    (ambiguous), and a retry with the same idempotency key is safe."""
+    parts = urlsplit(url)  # scheme and host only: no path, and base_url has no userinfo
+    return RetryableConnectorError(
+        f"no complete response from {parts.scheme}://{parts.netloc}: the destination answered "
+        f"too slowly (total deadline exceeded after {deadline:g} s)",
+        ambiguous=True,
+    )
 
 
 # --- OAuth2 client credentials (RFC 6749 §4.4) ---
