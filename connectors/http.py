@@ -340,20 +340,29 @@ class HttpDestination(Destination):
             return CheckResult(ok=False, message=exc.message)
         headers.pop("Content-Type", None)  # a GET has no body
         started = time.monotonic()
-        try:
-            response = ctx.http.get(
-                base_url,
-                headers=headers,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-        except ConnectorError as exc:  # EgressDenied
-            return CheckResult(ok=False, message=prefix + exc.message)
-        except requests.RequestException as exc:
-            error = transport_error(exc, redact, url=base_url, timeout=timeout)
-            return CheckResult(ok=False, message=prefix + error.message)
-        response.close()
+        deadline = attempt_deadline(timeout)  # "Test connection" must not hold a web thread
+        with WATCHDOG.arm(deadline) as alarm:
+            try:
+                response = ctx.http.get(
+                    base_url,
+                    headers=headers,
+                    timeout=(timeout, timeout),
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except ConnectorError as exc:  # EgressDenied
+                return CheckResult(ok=False, message=prefix + exc.message)
+            except requests.RequestException as exc:
+                error = (
+                    _deadline_exceeded(base_url, deadline)
+                    if alarm.disarm()
+                    else transport_error(exc, redact, url=base_url, timeout=timeout)
+                )
+                return CheckResult(ok=False, message=prefix + error.message)
+            response.close()
+            if alarm.disarm():  # a status line cut short can still parse as one
+                error = _deadline_exceeded(base_url, deadline)
+                return CheckResult(ok=False, message=prefix + error.message)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if response.status_code >= 500:
             return CheckResult(
@@ -623,22 +632,31 @@ class _OAuthClient:
         else:
             headers["Authorization"] = f"Basic {self.basic}"
         started = time.monotonic()
-        try:
-            response = ctx.http.post(
-                self.token_url,
-                data=urlencode(form),
-                headers=headers,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            error = transport_error(exc, self.redact, url=self.token_url, timeout=timeout)
-            raise type(error)(f"token request failed: {error.message}") from None
-        try:
-            raw = _read_token_body(response)
-        finally:
-            response.close()
+        deadline = attempt_deadline(timeout)  # a dripping token endpoint too
+        with WATCHDOG.arm(deadline) as alarm:
+            try:
+                response = ctx.http.post(
+                    self.token_url,
+                    data=urlencode(form),
+                    headers=headers,
+                    timeout=(timeout, timeout),
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.RequestException as exc:
+                if alarm.disarm():
+                    error = _deadline_exceeded(self.token_url, deadline)
+                else:
+                    error = transport_error(exc, self.redact, url=self.token_url, timeout=timeout)
+                raise type(error)(f"token request failed: {error.message}") from None
+            try:
+                raw = _read_token_body(response)
+            finally:
+                interrupted = alarm.disarm()
+                response.close()
+        if interrupted:
+            error = _deadline_exceeded(self.token_url, deadline)
+            raise type(error)(f"token request failed: {error.message}")
         ctx.logger.info(
             "connector.http.token_request status=%s elapsed_ms=%d",
             response.status_code,

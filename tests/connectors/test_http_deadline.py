@@ -318,3 +318,41 @@ def test_each_attempt_is_cut_alone_while_others_are_in_flight(
         assert isinstance(outcomes[name], RetryableConnectorError)
         assert "total deadline exceeded after 4 s" in outcomes[name].message
     assert WATCHDOG.pending() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["http"])
+@pytest.mark.parametrize("drip_server", ["status"], indirect=True)
+def test_test_connection_and_the_token_request_are_bounded_too(
+    drip_server: DripServer, make_ctx: MakeContext
+) -> None:
+    """ "Test connection" runs in a web thread and the OAuth2 token request before each
+    delivery: neither may be held by a dripping server either."""
+    url = drip_server.url()
+    check_ctx = _ctx(make_ctx, url)
+    started = time.monotonic()
+    result = HttpDestination().check(check_ctx)
+    assert time.monotonic() - started < DEADLINE + MARGIN
+    assert not result.ok and "answered too slowly (total deadline exceeded after 4 s)" in (
+        result.message
+    )
+
+    drip_server.accepted = 0  # the token endpoint's first connection drips too
+    token_ctx = make_ctx(
+        {
+            "base_url": url,
+            "auth": "oauth2_client_credentials",
+            "token_url": f"{url}/token",
+            "client_id": "flowgate",
+            "timeout_seconds": TIMEOUT,
+        },
+        {"path": "/orders"},
+        secrets={"client_secret": TOKEN},
+    )
+    started = time.monotonic()
+    with pytest.raises(RetryableConnectorError) as info:
+        _send(token_ctx)
+    assert DEADLINE <= time.monotonic() - started < DEADLINE + MARGIN
+    assert info.value.message.startswith("token request failed: no complete response")
+    assert TOKEN not in info.value.message
+    assert WATCHDOG.pending() == 0
