@@ -5,7 +5,9 @@ table and its columns are looked up in the database (reflection, cached for a mi
 only reflected names reach a statement, quoted by SQLAlchemy; values are always bound
 parameters. A message is one row (an object) or several (an array of objects) written in one
 transaction. Upserts use the dialect's native statement on ``key_columns``, which must be the
-table's primary key or a unique key, so re-sending a message leaves one row.
+table's primary key or a unique key, so re-sending a message leaves one row. With
+``newer_column`` an upsert only replaces a stored row whose value there is older (or NULL),
+so events that arrive out of order never overwrite newer data.
 
 Network databases are reached only at an address the egress policy allowed (the host is
 resolved and checked once; the driver connects to that IP). Engines are cached per target;
@@ -15,7 +17,7 @@ see ``connectors.sqlutil`` for why and how, and ``connectors.sqlplan`` for the s
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from connectors.base import (
@@ -29,7 +31,7 @@ from connectors.base import (
 from connectors.config import config_problems
 from connectors.egress import checked_addresses
 from connectors.redaction import Redactor
-from connectors.sqlplan import plan, rows_of
+from connectors.sqlplan import Tally, plan, rows_of, tally
 from connectors.sqlutil import DEFAULT_PORTS, Database, Target, classify, database
 
 _DIALECTS = ("postgresql", "mysql", "sqlite")
@@ -167,6 +169,16 @@ STEP_SCHEMA: dict[str, Any] = {
             "additionalProperties": _COLUMN_NAME,
             "default": {},
         },
+        "newer_column": {
+            **_COLUMN_NAME,
+            "title": "Only newer rows",
+            "description": "Upsert only: a column such as updated_at or version. A row whose "
+            "value here is not newer than the stored row's is skipped, so an event that arrives "
+            "late never overwrites newer data (an equal value is skipped too; a stored empty "
+            "value is always replaced; an empty incoming value never replaces a stored one). "
+            "Every row must carry this column, and it cannot be a key column.",
+            "errorMessage": {"pattern": "must be a column name (no control characters)"},
+        },
         "unknown_fields": {
             "type": "string",
             "title": "Unknown fields",
@@ -182,7 +194,19 @@ STEP_SCHEMA: dict[str, Any] = {
         {
             "if": {"properties": {"mode": {"const": "upsert"}}, "required": ["mode"]},
             "then": {"required": ["key_columns"]},
-        }
+        },
+        {
+            "if": {"not": {"properties": {"mode": {"const": "upsert"}}, "required": ["mode"]}},
+            "then": {
+                "properties": {
+                    "newer_column": {
+                        "not": {},
+                        "errorMessage": "only applies with mode upsert (an insert never "
+                        "overwrites a row)",
+                    }
+                }
+            },
+        },
     ],
 }
 
@@ -208,27 +232,59 @@ _VERSION_SQL = {
 }
 
 
+def semantic_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What JSON Schema cannot say: how newer_column relates to key_columns and columns."""
+    newer = config.get("newer_column")
+    if not isinstance(newer, str):
+        return []
+    problems: list[tuple[str, str]] = []
+    if newer in (config.get("key_columns") or []):
+        problems.append(
+            (
+                "/newer_column",
+                f"{newer!r} is a key column, equal in the stored and the incoming row: choose "
+                "a column that changes with each event, such as updated_at or version",
+            )
+        )
+    mapping = config.get("columns") or {}
+    if mapping and newer not in mapping.values():
+        problems.append(
+            (
+                "/newer_column",
+                f"{newer!r} is not a mapped column: map a message field to it "
+                "in the column mapping",
+            )
+        )
+    return problems
+
+
 class SqlDestination(Destination):
     """Writes each message as one or more rows; see the module docstring for the rules."""
 
     spec = SPEC
+    # Called by flow validation after the JSON Schema passed (problems at /steps/N/config/...).
+    semantic_problems = staticmethod(semantic_problems)
 
     def send(self, ctx: ConnectorContext, message: Any, *, idempotency_key: str) -> SendResult:
         """Insert or upsert the row(s) of ``message`` in one transaction."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        step = _checked(STEP_SCHEMA, ctx.step_config, "step config")
+        step = _checked(STEP_SCHEMA, ctx.step_config, "step config", semantic_problems)
         schema, _, name = str(step["table"]).rpartition(".")
         rows = rows_of(message)
         db = _open(ctx)
         redact = Redactor(ctx.secrets.values())
         started = time.monotonic()
         failure: ConnectorError | None = None
+        counted = Tally()
+        newer = step.get("newer_column")
         try:
             with db.engine.begin() as conn:
                 table = db.table(conn, schema or None, name)
                 for statement, params in plan(table, step, rows, db.target.dialect):
-                    conn.execute(statement, params)
+                    result = conn.execute(statement, params)
+                    if newer:
+                        counted.add(tally(db.target.dialect, result, len(params)))
         except ConnectorError as exc:
             failure = exc
         except SQLAlchemyError as exc:
@@ -240,13 +296,18 @@ class SqlDestination(Destination):
         elapsed_ms = round((time.monotonic() - started) * 1000)
         mode = step.get("mode", "insert")
         ctx.logger.info(
-            "connector.sql.sent dialect=%s table=%s mode=%s rows=%d elapsed_ms=%d",
+            "connector.sql.sent dialect=%s table=%s mode=%s rows=%d elapsed_ms=%d%s",
             db.target.dialect,
             step["table"],
             mode,
             len(rows),
             elapsed_ms,
+            f" written={counted.written} skipped={counted.skipped} unsure={counted.unsure}"
+            if newer
+            else "",
         )
+        if newer:
+            return SendResult(None, counted.summary(str(step["table"]), newer))
         verb = "upserted" if mode == "upsert" else "inserted"
         return SendResult(None, f"{verb} {len(rows)} row(s) into {step['table']}")
 
@@ -275,9 +336,16 @@ class SqlDestination(Destination):
         )
 
 
-def _checked(schema: Mapping[str, Any], value: Mapping[str, Any], what: str) -> dict[str, Any]:
+def _checked(
+    schema: Mapping[str, Any],
+    value: Mapping[str, Any],
+    what: str,
+    semantic: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None,
+) -> dict[str, Any]:
     # Re-checked at run time: stored configs may predate a schema change.
     problems = config_problems(schema, dict(value))
+    if not problems and semantic is not None:
+        problems = semantic(dict(value))
     if problems:
         listed = "; ".join(f"{path or '/'} {message}" for path, message in problems)
         raise ConnectorError(f"invalid {what}: {listed}")
