@@ -65,6 +65,9 @@ Metrics (all prefixed ``flowgate_``):
 ``breaker_state{connection,connection_id,state}``  stateset: 1 for the current state of
                                                   closed / open / half_open, 0 for the others
 ``breaker_consecutive_failures{…}``    gauge      transient failures since the last success
+``webhooks_refused_total{flow,status}``  counter  webhooks answered 4xx/5xx (not 404), per flow
+                                                  slug and status: one ``HGETALL`` (they store
+                                                  nothing in SQL)
 ``up{source}``                         gauge      1 if ``sql`` / ``redis`` answered this scrape
 ``scrape_duration_seconds``            gauge      time this scrape took
 =====================================  =========  ==============================================
@@ -100,6 +103,7 @@ from app.extensions import db
 from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep
 from app.models._types import utcnow
 from app.redis_conn import get_redis
+from app.services import intake
 from flows.definition import base_step_id
 from flows.results import FINAL_RUN_STATUSES, DeliveryStatus, RunStatus, StepStatus
 
@@ -158,6 +162,7 @@ class FlowgateCollector(Collector):
         def from_redis() -> None:
             get_redis(self.app).ping()  # up{redis} even when no connection has a breaker
             metrics.extend(_breakers(self.app, connections))
+            metrics.append(_webhooks_refused(self.app))
 
         for source, section in (("sql", from_sql), ("redis", from_redis)):
             try:
@@ -174,6 +179,20 @@ class FlowgateCollector(Collector):
         duration.add_metric([], time.perf_counter() - started)
         metrics.append(duration)
         return metrics
+
+
+def _webhooks_refused(app: Flask) -> Metric:
+    """One HGETALL: webhooks answered 4xx/5xx per flow and status (nothing of them is in
+    SQL, by design; ``app.services.intake.count_refusal``)."""
+    refused = CounterMetricFamily(
+        "flowgate_webhooks_refused",
+        "Webhooks refused (malformed, unsigned, too large, wrong type, conflicting, throttled "
+        "or unstorable) per flow and HTTP status, since Redis last lost its data",
+        labels=["flow", "status"],
+    )
+    for (slug, status), count in sorted(intake.refusal_counts(get_redis(app)).items()):
+        refused.add_metric([slug, str(status)], count)
+    return refused
 
 
 def _run_counts() -> tuple[list[Metric], int]:

@@ -53,8 +53,10 @@ def answer_webhook(
         body = _read_body(stream, content_length, current_app.config["FLOWGATE_MAX_BODY_BYTES"])
         accepted = intake.accept_webhook(slug, headers, body, content_type)
     except ServiceError as exc:
+        intake.count_refusal(slug, exc.status)
         return service_problem(exc)
     except HTTPException as exc:  # the client went away before sending the whole body
+        intake.count_refusal(slug, exc.code or 400)
         return problem(exc.code or 400, exc.name, exc.description or "")
     # AcceptedSchema's two fields, serialised here rather than by a marshmallow dump and
     # jsonify (bench/README.md, round 6). tests/app/test_intake.py reads it back.

@@ -26,6 +26,7 @@ from app.extensions import db
 from app.models import Connection, Flow, FlowVersion, Run, RunKey, VersionStatus
 from app.models._types import utcnow
 from app.queues import enqueue_runs
+from app.redis_conn import get_redis
 from app.services import search_keys
 from app.stores import autocommitted
 from connectors import json_codec
@@ -638,8 +639,42 @@ def _duplicate(flow_id: int, event_id: str | None, payload_hash: str) -> Accepte
     if original is None:  # not a dedupe conflict after all: surface it, do not swallow it
         raise Unavailable("the run could not be stored; retry later", retry_after=1)
     if original.payload_hash != payload_hash:
+        log.warning(
+            "intake.idempotency_conflict flow_id=%s event_id=%s original_run_id=%s",
+            flow_id,
+            event_id,
+            original.id,
+        )
         raise Invalid(
             f"event id '{event_id}' was already received with a different body",
             original_run_id=original.id,
         )
     return Accepted(original.id, duplicate=True)
+
+
+# Webhooks refused (400, 401, 413, 415, 422, 429, 503) per flow and status: nothing of a
+# refused message is stored, so this hash is what tells operations that a sender's
+# messages are being turned away (``flowgate_webhooks_refused_total``). Unknown slugs
+# (404) are not counted: anyone can make up slugs, and the hash must stay one field per
+# flow and status.
+REFUSED_KEY = "flowgate:webhooks_refused"
+
+
+def count_refusal(slug: str, status: int) -> None:
+    """One HINCRBY; a Redis outage must not turn a refusal into an error."""
+    if status == 404:
+        return
+    try:
+        get_redis(current_app).hincrby(REFUSED_KEY, f"{slug}|{status}", 1)
+    except Exception as exc:
+        log.debug("intake.refusal_not_counted error=%s", exc.__class__.__name__)
+
+
+def refusal_counts(client: Any) -> dict[tuple[str, int], int]:
+    """(flow slug, HTTP status) → webhooks refused since Redis last lost its data."""
+    counts: dict[tuple[str, int], int] = {}
+    for field, value in client.hgetall(REFUSED_KEY).items():
+        slug, _, status = field.decode().rpartition("|")
+        if status.isdigit():
+            counts[(slug, int(status))] = int(value)
+    return counts

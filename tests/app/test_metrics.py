@@ -256,3 +256,27 @@ def test_queue_depth_counts_queued_runs_not_drain_jobs(client, make_user, sink, 
     assert scrape(client, ctx["headers"]).value("flowgate_queue_depth", queue=name) == 3
     run_worker()
     assert scrape(client, ctx["headers"]).value("flowgate_queue_depth", queue=name) == 0
+
+
+def test_refused_webhooks_are_counted_per_flow_and_status(client, make_user, sink, caplog):
+    """A refused webhook stores nothing in SQL; the counter is how operations see that a
+    sender's messages are being turned away (and why, by status)."""
+    ctx = live_flow(client, make_user, sink, event_id_header="X-Shopify-Event-Id")
+    slug = ctx["flow"]["slug"]
+    hook = f"/hooks/{slug}"
+    for raw in (b'{"order_number": ', b"[NaN]"):
+        assert client.post(hook, data=raw, content_type="application/json").status_code == 400
+    assert client.post(hook, data=b"{}", content_type="text/plain").status_code == 415
+    headers = {"X-Shopify-Event-Id": "evt-7"}
+    assert client.post(hook, json=ORDER, headers=headers).status_code == 202
+    conflicting = client.post(hook, json={**ORDER, "order_number": 2}, headers=headers)
+    assert conflicting.status_code == 422
+    assert client.post("/hooks/no-such-flow", json=ORDER).status_code == 404
+
+    got = scrape(client, ctx["headers"])
+    assert got.value("flowgate_webhooks_refused_total", flow=slug, status="400") == 2
+    assert got.value("flowgate_webhooks_refused_total", flow=slug, status="415") == 1
+    assert got.value("flowgate_webhooks_refused_total", flow=slug, status="422") == 1
+    refused = got.families["flowgate_webhooks_refused"].samples
+    assert {s.labels["flow"] for s in refused} == {slug}  # a made-up slug adds no series
+    assert "intake.idempotency_conflict" in caplog.text and "evt-7" in caplog.text
