@@ -167,6 +167,44 @@ def run_id_of(key: str) -> int:
     return int(match.group(1))
 
 
+class BackgroundPoster:
+    """Posts ``count`` orders numbered from ``first_number`` on a thread of its own, so the
+    test can act (kill, stop) while webhooks keep arriving."""
+
+    def __init__(self, base_url: str, slug: str, count: int, first_number: int) -> None:
+        self.count, self.first_number = count, first_number
+        self.accepted: list[tuple[int, dict[str, Any]]] = []
+        args = (base_url, slug)
+        self.thread = threading.Thread(target=self._post_all, args=args, daemon=True)
+        self.thread.start()
+
+    def _post_all(self, base_url: str, slug: str) -> None:
+        for i in range(self.count):
+            self.accepted.append(post_order(base_url, slug, self.first_number + i))
+
+    def finish(self, timeout: float) -> list[int]:
+        """Every post answered 202: the run ids, sorted."""
+        self.thread.join(timeout=timeout)
+        assert not self.thread.is_alive(), "posting the webhooks did not finish"
+        assert [status for status, _ in self.accepted] == [202] * self.count, self.accepted
+        return sorted(body["run_id"] for _, body in self.accepted)
+
+    def number_of(self) -> dict[int, int]:
+        """run id → the order number it was posted with."""
+        return {body["run_id"]: self.first_number + i for i, (_, body) in enumerate(self.accepted)}
+
+
+def wait_for_sink(sink: Any, count: int, *, procs: Processes, timeout: float) -> None:
+    """Until the sink has received ``count`` requests (the last may be one it holds)."""
+    wait_for(
+        lambda: procs.check_alive() or len(sink.requests) >= count,
+        timeout=timeout,
+        interval=0.005,
+        what=f"the sink to receive delivery #{count}",
+        on_timeout=procs.logs,
+    )
+
+
 # --------------------------------------------------------------------------- 1. kill -9
 
 
@@ -187,21 +225,8 @@ def test_killed_worker_loses_no_run_and_sends_none_twice(
     slug = live_flow(app, make_user, sink)  # while the processes boot
     wait_http(f"{base}/healthz", timeout=40, procs=procs, ok={200})
 
-    accepted: list[tuple[int, dict[str, Any]]] = []
-
-    def post_all() -> None:
-        for i in range(total):
-            accepted.append(post_order(base, slug, 5000 + i))
-
-    poster = threading.Thread(target=post_all, name="poster", daemon=True)
-    poster.start()
-    wait_for(
-        lambda: procs.check_alive() or len(sink.requests) >= kill_at,
-        timeout=40,
-        interval=0.01,
-        what=f"the sink to receive delivery #{kill_at}",
-        on_timeout=procs.logs,
-    )
+    poster = BackgroundPoster(base, slug, total, first_number=5000)
+    wait_for_sink(sink, kill_at, procs=procs, timeout=40)
     first_worker.kill9()
     killed_at = time.monotonic()
     in_flight_key = sink.requests[kill_at - 1].headers["Idempotency-Key"]
@@ -209,10 +234,7 @@ def test_killed_worker_loses_no_run_and_sends_none_twice(
     at_kill = run_statuses()
     sent_at_kill = delivery_rows()
 
-    poster.join(timeout=60)
-    assert not poster.is_alive(), "posting the webhooks did not finish"
-    assert [status for status, _ in accepted] == [202] * total, accepted
-    run_ids = sorted(body["run_id"] for _, body in accepted)
+    run_ids = poster.finish(timeout=60)
     assert len(set(run_ids)) == total
 
     # The kill hit the intended state: one run mid-delivery, others still waiting in the queue
@@ -245,7 +267,7 @@ def test_killed_worker_loses_no_run_and_sends_none_twice(
     assert all(len(bodies) == 1 for bodies in by_key.values()), {
         k: b for k, b in by_key.items() if len(b) > 1
     }
-    posted_number = {body["run_id"]: 5000 + i for i, (_, body) in enumerate(accepted)}
+    posted_number = poster.number_of()
     for key, bodies in by_key.items():
         assert json.loads(next(iter(bodies)))["orderRef"] == f"WEB-{posted_number[run_id_of(key)]}"
 

@@ -12,23 +12,23 @@ every queued run: one effect per idempotency key, every run on its first attempt
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from typing import Any
 
 import pytest
 
 from tests.e2e.test_processes import (  # noqa: F401 - fixtures
+    BackgroundPoster,
     delivery_rows,
     live_flow,
-    post_order,
     procs,
     run_id_of,
     run_statuses,
     stack_env,
     wait_all_final,
+    wait_for_sink,
 )
-from tests.support.processes import free_port, wait_for, wait_http
+from tests.support.processes import free_port, wait_http
 from tests.support.sink import Answer
 
 pytestmark = pytest.mark.slow
@@ -72,31 +72,15 @@ def test_a_warm_shutdown_finishes_the_run_in_hand_and_hands_the_rest_on(
     slug = live_flow(app, make_user, sink)  # while the processes boot
     wait_http(f"{base}/healthz", timeout=40, procs=procs, ok={200})
 
-    accepted: list[tuple[int, dict[str, Any]]] = []
-
-    def post_all() -> None:
-        for i in range(TOTAL):
-            accepted.append(post_order(base, slug, 6000 + i))
-
-    poster = threading.Thread(target=post_all, name="poster", daemon=True)
-    poster.start()
-    wait_for(
-        lambda: procs.check_alive() or len(sink.requests) >= STOP_AT,
-        timeout=60,
-        interval=0.005,
-        what=f"the sink to receive delivery #{STOP_AT}",
-        on_timeout=procs.logs,
-    )
+    poster = BackgroundPoster(base, slug, TOTAL, first_number=6000)
+    wait_for_sink(sink, STOP_AT, procs=procs, timeout=60)
     exit_seconds = _stop(worker)  # while delivery #STOP_AT is held by the sink
     delivered_at_exit = len(sink.requests)
     at_exit = run_statuses()
     assert worker.popen.returncode == 0, worker.log()
     assert exit_seconds < EXIT_WITHIN, (exit_seconds, worker.log())
 
-    poster.join(timeout=120)
-    assert not poster.is_alive(), "posting the webhooks did not finish"
-    assert [status for status, _ in accepted] == [202] * TOTAL, accepted
-    run_ids = sorted(body["run_id"] for _, body in accepted)
+    run_ids = poster.finish(timeout=120)
 
     # The run in flight was finished; no delivery started after SIGTERM; nothing is left
     # ``running`` (the unstarted batch-mates were given back, no new batch was claimed).
