@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import AuditEvent, FlowVersion
-from tests.app.test_execution import post_order, run_row
+from app.services.sweep import sweep
+from tests.app.test_execution import make_due, post_order, run_row
 from tests.app.test_walking_skeleton import MAPPING, ORDER, definition, live_flow
 from tests.support.contracts import complete_contract
 from tests.support.sink import Answer
@@ -123,6 +124,56 @@ def test_sink_400_becomes_a_dead_letter_with_reason_response_and_failed_input(
     assert "HTTP 400" in delivery["last_error"]
     assert delivery["idempotency_key"].endswith(f"-run-{run_id}-send_oms")
     assert "s3cr3t-token" not in json.dumps(body)  # the connector redacted the echo
+
+
+def test_sink_503_on_every_attempt_dead_letters_with_last_status_and_redacted_excerpt(
+    client, make_user, sink, run_worker, app
+):
+    """Reliability case 9: a destination that answers 503 until the policy's max_attempts is
+    given up on, and the dead letter says why, with what, after how many tries."""
+    ctx = live_flow(client, make_user, sink)  # bearer token s3cr3t-token; 3 attempts
+    # The destination echoes the credential it was sent in its error body.
+    sink.default = Answer(
+        status=503, body=b'{"error": "overloaded", "you_sent": "Bearer s3cr3t-token"}'
+    )
+    run_id = post_order(client, ctx)
+    for attempt in (1, 2, 3):
+        run_worker()
+        run = run_row(run_id)
+        assert len(sink.requests) == attempt
+        if attempt < 3:
+            assert run.status == "retrying" and run.next_attempt_at is not None
+            make_due(run_id)
+            sweep(app)
+    assert sink.requests[0].headers["Authorization"] == "Bearer s3cr3t-token"  # planted
+    assert len({r.headers["Idempotency-Key"] for r in sink.requests}) == 1
+    assert run_row(run_id).status == "dead_lettered"
+
+    body = read(client, "/api/v1/dead-letters", ctx["headers"])
+    assert body["total"] == 1 and [i["id"] for i in body["items"]] == [run_id]
+    item = body["items"][0]
+    assert "send_oms" in item["reason"] and "gave up after 3 attempts" in item["reason"]
+    assert item["attempts"] == 3 and item["replays"] == 0
+    assert item["received_at"] and item["finished_at"].endswith("Z")
+    [failed] = item["failed_steps"]
+    assert failed["step_id"] == "send_oms" and failed["status"] == "failed"
+    assert failed["error"]["code"] == "delivery_failed" and failed["error"]["status_code"] == 503
+    assert failed["input"] == mapped(ORDER)  # what the step received: the mapped order
+    delivery = failed["delivery"]
+    assert delivery["status"] == "dead_lettered" and delivery["attempts"] == 3
+    assert delivery["response_code"] == 503 and "HTTP 503" in delivery["last_error"]
+    excerpt = delivery["response_excerpt"]
+    assert "overloaded" in excerpt and "you_sent" in excerpt  # the body, echo included...
+    assert "s3cr3t-token" not in excerpt  # ...with the token redacted
+    assert delivery["updated_at"].endswith("Z")
+    assert "s3cr3t-token" not in json.dumps(body)
+
+    run = read(client, f"/api/v1/runs/{run_id}", ctx["headers"])  # the run's own view agrees
+    assert run["status"] == "dead_lettered" and run["attempts"] == 3
+    [seen] = run["deliveries"]
+    assert seen["status"] == "dead_lettered" and seen["attempts"] == 3
+    assert seen["response_code"] == 503 and "overloaded" in seen["response_excerpt"]
+    assert "s3cr3t-token" not in json.dumps(run)
 
 
 def test_list_filters_by_flow_reason_and_time(client, make_user, sink, run_worker):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
@@ -359,3 +360,43 @@ def test_breaker_opens_on_a_failing_destination_and_nothing_is_burned(
     assert [run_row(rid).status for rid in run_ids] == ["succeeded"] * 4
     assert len(set(sink.effects())) == 4
     assert delivery_gate(app).state(connection_id["id"]).state == "closed"
+
+
+def _breaker(client, ctx, connection_id: int) -> dict:
+    r = client.get(f"/api/v1/connections/{connection_id}", headers=ctx["headers"])
+    db.session.rollback()  # end the request's transaction before the worker runs (SQLite)
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["breaker"]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_4xx_answers_do_not_trip_the_breaker_but_as_many_5xx_do(
+    client, make_user, sink, run_worker, app, status
+):
+    """Reliability case 10: a destination refusing a message is up and answering, so its
+    refusals (dead-lettered at once) do not count towards the breaker; 503s do."""
+    app.config["FLOWGATE_BREAKER_THRESHOLD"] = 2
+    app.config["FLOWGATE_BREAKER_COOLDOWN_SECONDS"] = 3600
+    app.extensions.pop("flowgate.gate", None)
+    from app.worker import configure_engine
+
+    configure_engine(app)  # rebuild the worker's gate with these settings
+    ctx = live_flow(client, make_user, sink)
+    connection_id = client.get("/api/v1/connections", headers=ctx["headers"]).get_json()["items"][
+        0
+    ]["id"]
+    sink.default = Answer(status=status, body=b'{"error": "refused"}')
+    refused = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in (1, 2, 3)]
+    run_worker()
+    assert len(sink.requests) == 3  # more refusals than the threshold, none held back
+    assert [run_row(rid).status for rid in refused] == ["dead_lettered"] * 3
+    breaker = _breaker(client, ctx, connection_id)
+    assert breaker["state"] == "closed" and breaker["consecutive_failures"] == 0
+
+    sink.default = Answer(status=503)
+    failing = [post_order(client, ctx, dict(ORDER, order_number=n)) for n in (4, 5, 6)]
+    run_worker()
+    assert _breaker(client, ctx, connection_id)["state"] == "open"
+    assert len(sink.requests) == 3 + 2  # the threshold; the third run waits on the breaker
+    waiting = run_row(failing[2])
+    assert waiting.status == "retrying" and "breaker" in waiting.reason

@@ -143,6 +143,32 @@ def test_same_event_id_is_deduplicated_and_changed_body_is_422(client, make_user
     assert run_count() == 1
 
 
+def test_github_delivery_id_posted_three_times_is_one_run_and_one_effect(
+    client, make_user, sink, run_worker
+):
+    """Reliability case 26 with GitHub: a redelivery carries the same X-GitHub-Delivery GUID,
+    so it is acknowledged with the original run, never run again."""
+    ctx = live_flow(client, make_user, sink, event_id_header="X-GitHub-Delivery")
+    hook = f"/hooks/{ctx['flow']['slug']}"
+    delivery = {"X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+    first = client.post(hook, json=ORDER, headers=delivery)
+    assert first.status_code == 202, first.get_json()
+    run_id = first.get_json()["run_id"]
+    repeats = [client.post(hook, json=ORDER, headers=delivery) for _ in range(2)]
+    for again in repeats:
+        assert again.status_code == 200, again.get_json()
+        assert again.get_json() == {"run_id": run_id, "duplicate": True}
+    assert run_count() == 1
+    run_worker()
+    assert len(sink.requests) == 1 and len(sink.effects()) == 1  # one effect downstream
+    # Another delivery id is another event, even with the same body.
+    other = client.post(
+        hook, json=ORDER, headers={"X-GitHub-Delivery": "9a1b5c7e-0f4d-11ef-8b2a-2e9a3c4d5e6f"}
+    )
+    assert other.status_code == 202 and other.get_json()["run_id"] != run_id
+    assert run_count() == 2
+
+
 @pytest.mark.parametrize(
     "raw, why",
     [

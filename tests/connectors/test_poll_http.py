@@ -253,6 +253,68 @@ def test_a_failing_api_is_recorded_and_retried_next_interval(app, api, sink):
     assert _state(flow_id).last_error is None
 
 
+def test_a_500_mid_pagination_keeps_the_pages_read_and_resumes_after_them(app, api, sink):
+    """Reliability case 30: page 1 is fine, page 2 fails. Page 1's runs stay (once), the
+    failure is recorded, and the next poll goes on from the cursor after page 1."""
+    api.add(*(_stock(n) for n in range(1, 8)))  # pages of 3, 3, 1
+    flow_id = _flow(api, sink)
+    api.answers["3"] = (500, {"error": "internal error"})
+    t0 = utcnow()
+
+    counts = fire_due_polls(app, t0)
+
+    assert counts["fired"] == 3 and counts["failed"] == 1
+    assert [r["query"].get("cursor") for r in api.requests] == [None, "3"]
+    assert _skus(flow_id) == ["SKU-001", "SKU-002", "SKU-003"]
+    state = _state(flow_id)
+    assert state.cursor == "3" and "HTTP 500" in state.last_error
+    assert state.claimed_until is None and state.next_poll_at == t0 + timedelta(seconds=60)
+
+    del api.answers["3"]  # the source recovers
+    counts = fire_due_polls(app, t0 + timedelta(seconds=61))
+    assert counts["fired"] == 4 and counts["failed"] == 0
+    assert [r["query"].get("cursor") for r in api.requests[2:]] == ["3", "6"]  # not page 1
+    assert _skus(flow_id) == [f"SKU-{n:03d}" for n in range(1, 8)]  # each item once
+    state = _state(flow_id)
+    assert state.cursor == "6" and state.last_error is None
+
+
+def test_an_empty_page_with_a_cursor_fires_nothing_and_is_no_error(app, api, sink):
+    """Reliability case 30: a change feed answers every page with a next cursor, an empty
+    page too (nothing yet, nothing new): no run, no error, and the cursor is followed."""
+    api.always_next = True
+    flow_id = _flow(api, sink)
+    t0 = utcnow()
+
+    assert fire_due_polls(app, t0) == {"polled": 1, "fired": 0, "paused": 0, "failed": 0}
+    assert _runs(flow_id) == []
+    state = _state(flow_id)
+    assert state.last_error is None and state.cursor == "0"
+
+    api.add(*(_stock(n) for n in range(1, 5)))
+    counts = fire_due_polls(app, t0 + timedelta(seconds=61))
+    assert counts["fired"] == 4 and counts["failed"] == 0
+    assert [r["query"].get("cursor") for r in api.requests[1:]] == ["0", "3", "4"]
+    state = _state(flow_id)
+    assert state.last_error is None and state.cursor == "4"
+
+    # Caught up: the feed's page at the cursor is empty, with the same cursor.
+    assert fire_due_polls(app, t0 + timedelta(seconds=122)) == {
+        "polled": 1,
+        "fired": 0,
+        "paused": 0,
+        "failed": 0,
+    }
+    assert api.requests[-1]["query"].get("cursor") == "4"
+    assert len(_runs(flow_id)) == 4
+    state = _state(flow_id)
+    assert state.last_error is None and state.cursor == "4"
+
+    api.add(_stock(5))
+    assert fire_due_polls(app, t0 + timedelta(seconds=183))["fired"] == 1
+    assert _skus(flow_id) == [f"SKU-{n:03d}" for n in range(1, 6)]
+
+
 @pytest.mark.parametrize(
     "raw, why",
     [
@@ -263,9 +325,7 @@ def test_a_failing_api_is_recorded_and_retried_next_interval(app, api, sink):
         (b"<html>busy</html>", "Expecting value"),
     ],
 )
-def test_a_page_that_is_not_strict_json_fails_the_poll_and_fires_nothing(
-    app, api, sink, raw, why
-):
+def test_a_page_that_is_not_strict_json_fails_the_poll_and_fires_nothing(app, api, sink, raw, why):
     api.add(_stock(1))
     flow_id = _flow(api, sink)
     api.raw_body = raw

@@ -1,5 +1,9 @@
 """A real paginated JSON API on 127.0.0.1: ``GET /stock?cursor=<offset>&limit=<n>`` answers
-``{"data": {"items": [...]}, "next": "<offset>" | null}`` over a list the test can grow."""
+``{"data": {"items": [...]}, "next": "<offset>" | null}`` over a list the test can grow.
+
+``answers`` replaces the answer for one page (a source failing mid-pagination);
+``always_next`` makes it a change feed, whose every page carries a next cursor (the offset
+after its items), the last one too, even when it is empty."""
 
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ class PagedApi:
         self.status = 200
         self.delay = 0.0  # seconds before each answer
         self.raw_body: bytes | None = None  # answered as is (status 200) instead of a page
+        # cursor of a page (None: the first page) -> (status, JSON body) answered instead
+        self.answers: dict[str | None, tuple[int, Any]] = {}
+        self.always_next = False
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -45,6 +52,8 @@ class PagedApi:
         with self._lock:
             chunk = self.items[start : start + limit]
             more = start + limit < len(self.items)
+        if self.always_next:
+            return {"data": {"items": chunk}, "next": str(start + len(chunk))}
         return {"data": {"items": chunk}, "next": str(start + limit) if more else None}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -63,6 +72,9 @@ class PagedApi:
                 elif api.status != 200:
                     body = json.dumps({"error": "unavailable"}).encode()
                     status = api.status
+                elif query.get("cursor") in api.answers:
+                    status, answer = api.answers[query.get("cursor")]
+                    body = json.dumps(answer).encode()
                 elif parts.path != "/stock":
                     body, status = b'{"error": "not found"}', 404
                 else:
