@@ -26,10 +26,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app.config.update(settings)
     flask_app.json.sort_keys = False  # mapped output keeps the order the analyst wrote
 
+    _bound_lock_waits(flask_app.config)
     db.init_app(flask_app)
     with flask_app.app_context():
         _tune_sqlite(db.engine, flask_app.config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
-        _bound_lock_waits(db.engine, flask_app.config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
         _ping_idle_connections(db.engine)
     migrate.init_app(flask_app, db, directory=str(_migrations_dir()), render_as_batch=True)
     login_manager.init_app(flask_app)
@@ -61,24 +61,21 @@ def _tune_sqlite(engine: Any, lock_timeout_ms: int) -> None:
         cursor.close()
 
 
-def _bound_lock_waits(engine: Any, lock_timeout_ms: int) -> None:
+def _bound_lock_waits(config: dict[str, Any]) -> None:
     """PostgreSQL's counterpart of SQLite's busy timeout: a statement waits at most
     ``FLOWGATE_DB_LOCK_TIMEOUT_MS`` for a lock (a migration's, an operator's LOCK TABLE),
     then fails. Without it a locked ``runs`` table would hold every intake thread until
-    the lock went; with it the webhook gets 503 with Retry-After and the sender retries
-    (``app.stores`` sets the same on its own connections)."""
-    if engine.dialect.name != "postgresql" or lock_timeout_ms <= 0:
-        return
-    from sqlalchemy import event
+    the lock went; with it the webhook gets 503 with Retry-After and the sender retries.
+    Given to the driver at connect, by the pool here and by ``app.stores`` for its own
+    connections (``app.config.postgres_options``)."""
+    from app.config import postgres_options
 
-    @event.listens_for(engine, "connect")
-    def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
-        autocommit = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True  # a SET outside any transaction of the pool's
-        try:
-            dbapi_connection.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
-        finally:
-            dbapi_connection.autocommit = autocommit
+    options = postgres_options(config)
+    if not options or not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
+        return
+    engine_options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    engine_options["connect_args"] = {**engine_options.get("connect_args", {}), **options}
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -135,3 +135,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
     }
+
+
+def postgres_options(config: Mapping[str, Any]) -> dict[str, str]:
+    """libpq connection options every PostgreSQL connection of the app gets (the pool's,
+    ``app._bound_lock_waits``, and the hot path's own, ``app.stores``): the lock timeout."""
+    lock_timeout_ms = int(config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
+    return {"options": f"-c lock_timeout={lock_timeout_ms}"} if lock_timeout_ms > 0 else {}

@@ -61,8 +61,7 @@ def eviction_policy_problem(client: redis.Redis) -> str | None:
     except redis.ResponseError as exc:
         log.info("redis.eviction_policy_unreadable error=%s", exc)
         return None
-    raw = reply.get("maxmemory-policy", reply.get(b"maxmemory-policy"))
-    policy = raw.decode() if isinstance(raw, bytes) else raw
+    policy = reply.get("maxmemory-policy")  # redis-py decodes CONFIG GET's reply
     if policy is None or policy == SAFE_EVICTION_POLICY:
         return None
     return (
@@ -73,7 +72,7 @@ def eviction_policy_problem(client: redis.Redis) -> str | None:
 
 
 def warn_on_unsafe_eviction_policy(app: Flask) -> str | None:
-    """The start-up check of a worker, the scheduler and ``make run``: logged as an error
+    """The start-up check of a worker and of the scheduler: logged as an error
     (the process still starts: runs are kept in SQL and the sweep re-enqueues what Redis
     lost, but limits and breakers would be reset)."""
     try:

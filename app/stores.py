@@ -56,6 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 
+from app.config import postgres_options
 from app.crypto import SecretBox
 from app.extensions import db
 from app.models import Connection, Delivery, Flow, FlowVersion, Run, RunStep, VersionStatus
@@ -221,10 +222,9 @@ def _conninfo(engine: Any) -> str:
     conninfo = _conninfos.get(engine)
     if conninfo is None:
         url = engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
-        lock_timeout_ms = int(current_app.config["FLOWGATE_DB_LOCK_TIMEOUT_MS"])
-        if lock_timeout_ms > 0:  # as on the pool's connections (app._bound_lock_waits)
-            conninfo = make_conninfo(conninfo, options=f"-c lock_timeout={lock_timeout_ms}")
+        # The pool's options too (app._bound_lock_waits): the lock timeout.
+        options = postgres_options(current_app.config)
+        conninfo = make_conninfo(url.render_as_string(hide_password=False), **options)
         _conninfos[engine] = conninfo
     return conninfo
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode
 
 import requests
 import urllib3
@@ -40,9 +40,12 @@ from connectors.base import (
     SendResult,
 )
 from connectors.deadline import WATCHDOG
-from connectors.egress import plain_http_pool
+from connectors.egress import EgressDenied, plain_http_pool
 from connectors.httputil import (
     as_requests_error,
+    attempt_deadline,
+    bounded_request,
+    deadline_exceeded,
     error_for_status,
     parse_retry_after,
     read_excerpt,
@@ -340,29 +343,13 @@ class HttpDestination(Destination):
             return CheckResult(ok=False, message=exc.message)
         headers.pop("Content-Type", None)  # a GET has no body
         started = time.monotonic()
-        deadline = attempt_deadline(timeout)  # "Test connection" must not hold a web thread
-        with WATCHDOG.arm(deadline) as alarm:
-            try:
-                response = ctx.http.get(
-                    base_url,
-                    headers=headers,
-                    timeout=(timeout, timeout),
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except ConnectorError as exc:  # EgressDenied
-                return CheckResult(ok=False, message=prefix + exc.message)
-            except requests.RequestException as exc:
-                error = (
-                    _deadline_exceeded(base_url, deadline)
-                    if alarm.disarm()
-                    else transport_error(exc, redact, url=base_url, timeout=timeout)
-                )
-                return CheckResult(ok=False, message=prefix + error.message)
-            response.close()
-            if alarm.disarm():  # a status line cut short can still parse as one
-                error = _deadline_exceeded(base_url, deadline)
-                return CheckResult(ok=False, message=prefix + error.message)
+        try:  # bounded: "Test connection" must not hold a web thread
+            with bounded_request(
+                ctx.http, "GET", base_url, timeout=timeout, redact=redact, headers=headers
+            ) as response:
+                pass  # the status is the answer; the body is never read
+        except ConnectorError as exc:  # EgressDenied, transport errors, the deadline
+            return CheckResult(ok=False, message=prefix + exc.message)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if response.status_code >= 500:
             return CheckResult(
@@ -396,16 +383,15 @@ def _deliver(
     """One attempt, cut off at ``attempt_deadline``: the status, headers and redacted
     excerpt of the answer."""
     timeout = _timeout(ctx)
-    deadline = attempt_deadline(timeout)
     started = time.monotonic()
     pool = plain_http_pool(ctx.http, url)
     if pool is not None:
         status, response_headers, excerpt = _send_direct(
-            pool, ctx.http.headers, method, url, body, headers, redact, timeout, deadline
+            pool, ctx.http.headers, method, url, body, headers, redact, timeout
         )
     else:
         status, response_headers, excerpt = _send_with_requests(
-            ctx, method, url, body, headers, redact, timeout, deadline
+            ctx, method, url, body, headers, redact, timeout
         )
     elapsed_ms = round((time.monotonic() - started) * 1000)
     ctx.logger.info(
@@ -423,13 +409,13 @@ def _send_direct(
     headers: CaseInsensitiveDict[str],
     redact: Redactor,
     timeout: float,
-    deadline: float,
 ) -> tuple[int, CaseInsensitiveDict[str], str]:
     """Plain http:// through the session's guarded urllib3 pool, without requests' per-call
     preparation (about 0.6 ms of CPU a delivery, bench/README.md). Same headers (the
     session's defaults, then ours), no redirects, no retries, same timeouts and errors."""
     merged = CaseInsensitiveDict(defaults)
     merged.update(headers)
+    deadline = attempt_deadline(timeout)  # as in httputil.bounded_request, for the pool
     with WATCHDOG.arm(deadline) as alarm:
         try:
             response = pool.urlopen(
@@ -444,7 +430,7 @@ def _send_direct(
             )
         except urllib3.exceptions.HTTPError as exc:
             if alarm.disarm():  # urllib3 has dropped the failed connection already
-                raise _deadline_exceeded(url, deadline) from None
+                raise deadline_exceeded(url, deadline) from None
             raise transport_error(as_requests_error(exc), redact, url=url, timeout=timeout) from exc
         complete = False
         try:
@@ -457,7 +443,7 @@ def _send_direct(
                 response.close()  # a body left unread or a cut connection: never reused
             response.release_conn()
     if interrupted:
-        raise _deadline_exceeded(url, deadline)
+        raise deadline_exceeded(url, deadline)
     return response.status, CaseInsensitiveDict(response.headers), excerpt
 
 
@@ -469,58 +455,13 @@ def _send_with_requests(
     headers: CaseInsensitiveDict[str],
     redact: Redactor,
     timeout: float,
-    deadline: float,
 ) -> tuple[int, CaseInsensitiveDict[str], str]:
     """https:// (and any session without a guarded plain-http pool) through requests."""
-    with WATCHDOG.arm(deadline) as alarm:
-        try:
-            response = ctx.http.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            if alarm.disarm():
-                raise _deadline_exceeded(url, deadline) from None
-            raise transport_error(exc, redact, url=url, timeout=timeout) from exc
-        try:
-            excerpt = read_excerpt(response, redact)
-        finally:
-            interrupted = alarm.disarm()
-            response.close()
-    if interrupted:
-        raise _deadline_exceeded(url, deadline)
+    with bounded_request(
+        ctx.http, method, url, timeout=timeout, redact=redact, data=body, headers=headers
+    ) as response:
+        excerpt = read_excerpt(response, redact)
     return response.status_code, response.headers, excerpt
-
-
-# --- Total deadline per attempt (reliability case 12c, "slow drip") ---
-
-# What a well-behaved destination can use: a connect and a wait for the answer, each up to
-# timeout_seconds, plus this much to transfer the answer (we read at most 64 KiB of it).
-DEADLINE_GRACE_SECONDS = 2.0
-
-
-def attempt_deadline(timeout: float) -> float:
-    """Seconds one delivery attempt may take in total: 2 × ``timeout`` + 2 s.
-
-    Per-read timeouts cannot bound a destination that answers one byte at a time.
-    """
-    return 2 * timeout + DEADLINE_GRACE_SECONDS
-
-
-def _deadline_exceeded(url: str, deadline: float) -> RetryableConnectorError:
-    """Classified like a read timeout: the request went out, so it may have been processed
-    (ambiguous), and a retry with the same idempotency key is safe."""
-    parts = urlsplit(url)  # scheme and host only: no path, and base_url has no userinfo
-    return RetryableConnectorError(
-        f"no complete response from {parts.scheme}://{parts.netloc}: the destination answered "
-        f"too slowly (total deadline exceeded after {deadline:g} s)",
-        ambiguous=True,
-    )
 
 
 # --- OAuth2 client credentials (RFC 6749 §4.4) ---
@@ -632,31 +573,21 @@ class _OAuthClient:
         else:
             headers["Authorization"] = f"Basic {self.basic}"
         started = time.monotonic()
-        deadline = attempt_deadline(timeout)  # a dripping token endpoint too
-        with WATCHDOG.arm(deadline) as alarm:
-            try:
-                response = ctx.http.post(
-                    self.token_url,
-                    data=urlencode(form),
-                    headers=headers,
-                    timeout=(timeout, timeout),
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.RequestException as exc:
-                if alarm.disarm():
-                    error = _deadline_exceeded(self.token_url, deadline)
-                else:
-                    error = transport_error(exc, self.redact, url=self.token_url, timeout=timeout)
-                raise type(error)(f"token request failed: {error.message}") from None
-            try:
+        try:  # bounded like a delivery: a dripping token endpoint too
+            with bounded_request(
+                ctx.http,
+                "POST",
+                self.token_url,
+                timeout=timeout,
+                redact=self.redact,
+                data=urlencode(form),
+                headers=headers,
+            ) as response:
                 raw = _read_token_body(response)
-            finally:
-                interrupted = alarm.disarm()
-                response.close()
-        if interrupted:
-            error = _deadline_exceeded(self.token_url, deadline)
-            raise type(error)(f"token request failed: {error.message}")
+        except EgressDenied:
+            raise  # says which address was refused, as it is
+        except ConnectorError as error:
+            raise type(error)(f"token request failed: {error.message}") from None
         ctx.logger.info(
             "connector.http.token_request status=%s elapsed_ms=%d",
             response.status_code,

@@ -8,7 +8,8 @@ retried because the same idempotency key makes the repeat harmless.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ import requests
 import urllib3
 
 from connectors.base import ConnectorError, RetryableConnectorError
+from connectors.deadline import WATCHDOG
 
 EXCERPT_CHARS = 2_000
 # Read a little more than the excerpt so a secret straddling the cut is still masked whole,
@@ -139,6 +141,76 @@ def error_for_status(
         status_code=status,
         response_excerpt=excerpt,
     )
+
+
+# What a well-behaved peer can use: a connect and a wait for the answer, each up to the
+# connection's timeout, plus this much to transfer the answer (we read a bounded part).
+DEADLINE_GRACE_SECONDS = 2.0
+
+
+def attempt_deadline(timeout: float) -> float:
+    """Seconds one request may take in total: 2 × ``timeout`` + 2 s. Per-read timeouts
+    cannot bound a peer that answers one byte at a time (reliability case 12c)."""
+    return 2 * timeout + DEADLINE_GRACE_SECONDS
+
+
+def deadline_exceeded(url: str, deadline: float) -> RetryableConnectorError:
+    """Classified like a read timeout: the request went out, so it may have been processed
+    (ambiguous), and a retry with the same idempotency key is safe."""
+    parts = urlsplit(url)  # scheme and host only: no path, and base_url has no userinfo
+    return RetryableConnectorError(
+        f"no complete response from {parts.scheme}://{parts.netloc}: the destination answered "
+        f"too slowly (total deadline exceeded after {deadline:g} s)",
+        ambiguous=True,
+    )
+
+
+@contextmanager
+def bounded_request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    redact: Redact,
+    deadline: float | None = None,
+    **kwargs: object,
+) -> Iterator[requests.Response]:
+    """One streamed request as every HTTP connector makes it: ``timeout`` for the connect
+    and each read, redirects never followed, and the whole exchange (the body read inside
+    the ``with`` included) cut off at ``attempt_deadline`` by ``connectors.deadline``.
+
+    Transport failures come out as ``transport_error``'s ``ConnectorError``; whatever an
+    attempt the watchdog cut raises (a cut status line can even parse as an answer) comes
+    out as ``deadline_exceeded``. The response is closed on the way out, never reused.
+    ``deadline`` replaces ``attempt_deadline`` for a caller that reads a large body.
+    """
+    deadline = attempt_deadline(timeout) if deadline is None else deadline
+    with WATCHDOG.arm(deadline) as alarm:
+        try:
+            response = session.request(
+                method,
+                url,
+                timeout=(timeout, timeout),
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            if alarm.disarm():
+                raise deadline_exceeded(url, deadline) from None
+            raise transport_error(exc, redact, url=url, timeout=timeout) from exc
+        try:
+            yield response
+        except Exception:
+            if alarm.disarm():
+                raise deadline_exceeded(url, deadline) from None
+            raise
+        finally:
+            interrupted = alarm.disarm()
+            response.close()
+    if interrupted:
+        raise deadline_exceeded(url, deadline)
 
 
 def transport_error(

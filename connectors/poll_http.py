@@ -43,10 +43,18 @@ from connectors.base import (
     PollPage,
     RetryableConnectorError,
 )
-from connectors.httputil import error_for_status, read_excerpt, transport_error
+from connectors.httputil import (
+    attempt_deadline,
+    bounded_request,
+    error_for_status,
+    read_excerpt,
+)
 from connectors.redaction import Redactor
 
 MAX_PAGE_BYTES = 10 * 1024 * 1024
+# A page may be large: on top of the usual deadline (httputil.attempt_deadline), time to
+# transfer MAX_PAGE_BYTES at about 350 KB/s. A source dripping slower is cut off.
+PAGE_TRANSFER_SECONDS = 30.0
 _PARAM_NAME = {
     "type": "string",
     "minLength": 1,
@@ -242,18 +250,16 @@ class HttpPollTrigger(Poller):
         if step.get("page_size_param"):
             params[str(step["page_size_param"])] = int(step["page_size"])
         started = time.monotonic()
-        try:
-            response = ctx.http.get(
-                url,
-                params=params,
-                headers=headers,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            raise transport_error(exc, redact, url=url, timeout=timeout) from exc
-        try:
+        with bounded_request(
+            ctx.http,
+            "GET",
+            url,
+            timeout=timeout,
+            redact=redact,
+            deadline=attempt_deadline(timeout) + PAGE_TRANSFER_SECONDS,
+            params=params,
+            headers=headers,
+        ) as response:
             if not 200 <= response.status_code < 300:
                 excerpt = read_excerpt(response, redact)
                 error = error_for_status(response.status_code, response.headers, excerpt, redact)
@@ -265,8 +271,6 @@ class HttpPollTrigger(Poller):
                     response_excerpt=error.response_excerpt,
                 )
             raw = _read_body(response)
-        finally:
-            response.close()
         ctx.logger.info(
             "connector.poll_http.page status=%s bytes=%d elapsed_ms=%d",
             response.status_code,

@@ -654,17 +654,19 @@ def _duplicate(flow_id: int, event_id: str | None, payload_hash: str) -> Accepte
 
 # Webhooks refused (400, 401, 413, 415, 422, 429, 503) per flow and status: nothing of a
 # refused message is stored, so this hash is what tells operations that a sender's
-# messages are being turned away (``flowgate_webhooks_refused_total``). Unknown slugs
-# (404) are not counted: anyone can make up slugs, and the hash must stay one field per
-# flow and status.
+# messages are being turned away (``flowgate_webhooks_refused_total``). Only slugs of live
+# flows are counted: anyone can make up slugs (a 413 or a 503 comes before the flow is
+# looked up), and the hash must stay one field per flow and status.
 REFUSED_KEY = "flowgate:webhooks_refused"
 
 
 def count_refusal(slug: str, status: int) -> None:
-    """One HINCRBY; a Redis outage must not turn a refusal into an error."""
+    """One HINCRBY (and the cached live-flow lookup); a failure of either, a Redis or
+    database outage, must not turn a refusal into an error: the refusal goes uncounted."""
     if status == 404:
         return
     try:
+        _live_version(slug)  # raises NotFound for a slug that is no live flow
         get_redis(current_app).hincrby(REFUSED_KEY, f"{slug}|{status}", 1)
     except Exception as exc:
         log.debug("intake.refusal_not_counted error=%s", exc.__class__.__name__)

@@ -258,7 +258,7 @@ def test_queue_depth_counts_queued_runs_not_drain_jobs(client, make_user, sink, 
     assert scrape(client, ctx["headers"]).value("flowgate_queue_depth", queue=name) == 0
 
 
-def test_refused_webhooks_are_counted_per_flow_and_status(client, make_user, sink, caplog):
+def test_refused_webhooks_are_counted_per_flow_and_status(client, make_user, sink, caplog, app):
     """A refused webhook stores nothing in SQL; the counter is how operations see that a
     sender's messages are being turned away (and why, by status)."""
     ctx = live_flow(client, make_user, sink, event_id_header="X-Shopify-Event-Id")
@@ -272,11 +272,17 @@ def test_refused_webhooks_are_counted_per_flow_and_status(client, make_user, sin
     conflicting = client.post(hook, json={**ORDER, "order_number": 2}, headers=headers)
     assert conflicting.status_code == 422
     assert client.post("/hooks/no-such-flow", json=ORDER).status_code == 404
+    app.config["FLOWGATE_MAX_BODY_BYTES"] = 1000  # a 413 comes before the flow is looked up
+    oversized = b'{"pad": "' + b"x" * 2000 + b'"}'
+    for target in ("/hooks/made-up-slug", hook):
+        refused = client.post(target, data=oversized, content_type="application/json")
+        assert refused.status_code == 413
 
     got = scrape(client, ctx["headers"])
     assert got.value("flowgate_webhooks_refused_total", flow=slug, status="400") == 2
     assert got.value("flowgate_webhooks_refused_total", flow=slug, status="415") == 1
     assert got.value("flowgate_webhooks_refused_total", flow=slug, status="422") == 1
+    assert got.value("flowgate_webhooks_refused_total", flow=slug, status="413") == 1
     refused = got.families["flowgate_webhooks_refused"].samples
     assert {s.labels["flow"] for s in refused} == {slug}  # a made-up slug adds no series
     assert "intake.idempotency_conflict" in caplog.text and "evt-7" in caplog.text

@@ -23,8 +23,8 @@ import requests
 from connectors.base import ConnectorContext, RetryableConnectorError
 from connectors.deadline import WATCHDOG
 from connectors.egress import plain_http_pool
-from connectors.http import HttpDestination, attempt_deadline
-from connectors.httputil import transport_error
+from connectors.http import HttpDestination
+from connectors.httputil import attempt_deadline, transport_error
 
 if TYPE_CHECKING:
     from conftest import FakeServer

@@ -5,6 +5,7 @@ the runs, seeding, the interval, one poller across schedulers, back-pressure, fa
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from app.extensions import db
 from app.models import PollState, Run
 from app.models._types import utcnow
 from app.services.polling import fire_due_polls, poll_context
-from connectors.base import ConnectorContext
+from connectors.base import ConnectorContext, RetryableConnectorError
 from connectors.poll_http import HttpPollTrigger
 from flows.results import RunStatus
 from tests.support.live_flows import deliver_to_sink, make_connection, make_live_flow
@@ -372,3 +373,26 @@ def test_check_reads_the_first_page(app, api):
 def test_check_failure_says_why(app, api):
     result = HttpPollTrigger().check(_ctx(app, api, path="/nowhere"))
     assert not result.ok and "HTTP 404" in result.message
+
+
+@pytest.mark.slow
+def test_a_dripping_source_is_cut_off_at_the_deadline_and_the_scheduler_goes_on(app, monkeypatch):
+    """A poll runs in the scheduler: a source answering one byte at a time must not hold
+    it (its deadline adds PAGE_TRANSFER_SECONDS for large pages; none here)."""
+    from connectors import poll_http
+    from tests.connectors.test_http_deadline import DEADLINE, MARGIN, DripServer
+
+    monkeypatch.setattr(poll_http, "PAGE_TRANSFER_SECONDS", 0.0)
+    server = DripServer("status")
+    try:
+        connection_id = make_connection(
+            "poll_http", {"base_url": server.url(), "timeout_seconds": 1}
+        )
+        trigger = {"type": "poll_http", "connection_id": connection_id, "config": CONFIG}
+        started = time.monotonic()
+        with pytest.raises(RetryableConnectorError, match="total deadline exceeded after 4 s"):
+            HttpPollTrigger().poll(poll_context(app, trigger), None)
+        assert DEADLINE <= time.monotonic() - started < DEADLINE + MARGIN
+        assert server.drip_ended.wait(3)  # the cut connection was closed
+    finally:
+        server.stop()
